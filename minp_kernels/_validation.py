@@ -1,0 +1,151 @@
+"""Input checks shared by every backend.
+
+Each helper raises ``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape,
+device or value) with a message of the form "<argument>: expected X, got Y".  None of them reads
+tensor values, so the default path never synchronises with the device; ``strict=True`` adds the
+value checks in :func:`check_values_strict`, which do.
+"""
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+
+LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+BACKENDS = ("auto", "triton", "torch")
+INT64_MIN, UINT64_END = -(2**63), 2**64
+
+RowValue = Union[float, torch.Tensor]
+RowInt = Union[int, torch.Tensor]
+
+
+@dataclass
+class RowParams:
+    """Per-row sampling parameters after validation.
+
+    Each field is a Python scalar shared by all rows or a 1-D tensor on the logits' device with one
+    entry per row.  ``seed`` may also be a 1-element tensor (a seed drawn from a generator) shared by
+    all rows; ``seed_shared`` says whether rows share one seed, in which case the row index becomes
+    part of the Philox counter so that rows still draw independent noise.
+    """
+
+    p_base: RowValue
+    temp: RowValue
+    seed: RowInt
+    offset: RowInt
+    seed_shared: bool
+
+
+def _describe(value):
+    if isinstance(value, torch.Tensor):
+        return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}, device={value.device})"
+    return f"{type(value).__name__} {value!r}"
+
+
+def validate_logits(logits):
+    """Return ``(logits_2d, was_1d)`` with a unit-stride last dimension."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits: expected a torch.Tensor, got {_describe(logits)}")
+    if logits.dim() not in (1, 2):
+        raise ValueError(f"logits: expected a 1-D [V] or 2-D [B, V] tensor, got shape {tuple(logits.shape)}")
+    if logits.dtype not in LOGIT_DTYPES:
+        raise TypeError(f"logits: expected dtype float32, float16 or bfloat16, got {logits.dtype}")
+    if logits.shape[-1] == 0:
+        raise ValueError(f"logits: expected a non-empty vocabulary (V >= 1), got shape {tuple(logits.shape)}")
+    was_1d = logits.dim() == 1
+    logits_2d = logits.unsqueeze(0) if was_1d else logits
+    if logits_2d.stride(-1) != 1 and logits_2d.shape[-1] > 1:
+        logits_2d = logits_2d.contiguous()
+    return logits_2d, was_1d
+
+
+def _validate_row_tensor(name, value, batch, device):
+    if value.dim() != 1 or value.shape[0] != batch:
+        raise ValueError(f"{name}: expected a scalar or a tensor of shape [{batch}], got shape {tuple(value.shape)}")
+    if value.device != device:
+        raise ValueError(f"{name}: expected a tensor on {device} (the logits' device), got one on {value.device}")
+
+
+def validate_row_float(name, value, batch, device, upper=None):
+    """Check a float parameter in ``[0, upper]`` (``upper=None``: no upper bound)."""
+    bounds = f"[0, {upper}]" if upper is not None else ">= 0"
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
+        _validate_row_tensor(name, value, batch, device)
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a float or a tensor of shape [{batch}], got {_describe(value)}")
+    value = float(value)
+    if math.isnan(value) or value < 0 or (upper is not None and value > upper):
+        raise ValueError(f"{name}: expected a value {bounds}, got {value}")
+    return value
+
+
+def validate_row_int(name, value, batch, device):
+    """Check a seed or offset: a Python int (any 64-bit pattern) or an integer tensor ``[B]``."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name}: expected an integer tensor, got dtype {value.dtype}")
+        _validate_row_tensor(name, value, batch, device)
+        return value.to(torch.int64)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int or an integer tensor of shape [{batch}], got {_describe(value)}")
+    value = int(value)
+    if not INT64_MIN <= value < UINT64_END:
+        raise ValueError(f"{name}: expected an int in [-2**63, 2**64), got {value}")
+    return (value - INT64_MIN) % UINT64_END + INT64_MIN  # the same 64 bits, as a signed int64
+
+
+def validate_backend(backend, device):
+    """Resolve ``"auto"`` and check that the backend can run on ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" else "torch"
+    if backend == "triton" and device.type != "cuda":
+        from . import triton_sampler
+
+        if not triton_sampler.INTERPRETED:
+            raise ValueError(
+                f"backend: 'triton' expected CUDA tensors or TRITON_INTERPRET=1 set before importing "
+                f"minp_kernels, got tensors on {device} without the interpreter"
+            )
+    return backend
+
+
+def validate_params(logits_2d, p_base, temp, seed, offset, generator: Optional[torch.Generator]):
+    """Validate the per-row parameters and draw a shared seed when ``seed`` is None."""
+    batch, device = logits_2d.shape[0], logits_2d.device
+    p_base = validate_row_float("p_base", p_base, batch, device, upper=1.0)
+    temp = validate_row_float("temp", temp, batch, device)
+    offset = validate_row_int("offset", offset, batch, device)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {_describe(generator)}")
+    if seed is None:
+        # One 64-bit seed drawn on the device: no host sync, and CUDA-graph safe with torch's generator.
+        seed = torch.randint(INT64_MIN, UINT64_END // 2 - 1, (1,), device=device, dtype=torch.int64, generator=generator)
+        seed_shared = True
+    else:
+        seed = validate_row_int("seed", seed, batch, device)
+        seed_shared = not isinstance(seed, torch.Tensor)
+    return RowParams(p_base, temp, seed, offset, seed_shared)
+
+
+def check_values_strict(logits_2d, params: RowParams):
+    """Value checks that need the host to read device memory (``strict=True``)."""
+    for name, value, upper in (("p_base", params.p_base, 1.0), ("temp", params.temp, None)):
+        if isinstance(value, torch.Tensor):
+            bad = torch.isnan(value) | (value < 0)
+            if upper is not None:
+                bad |= value > upper
+            rows = torch.nonzero(bad).flatten().tolist()
+            if rows:
+                bounds = f"[0, {upper}]" if upper is not None else ">= 0"
+                raise ValueError(f"{name}: expected values {bounds}, got {value[rows].tolist()} at rows {rows}")
+    finite = torch.isfinite(logits_2d) | (logits_2d == float("inf"))
+    rows = torch.nonzero(~finite.any(dim=-1)).flatten().tolist()
+    if rows:
+        raise ValueError(f"logits: expected at least one finite logit per row, got none in rows {rows}")

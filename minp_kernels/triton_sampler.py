@@ -1,0 +1,380 @@
+"""Fused min-p sampling kernel (Triton) and its launcher.
+
+One launch samples the whole batch; a second, tiny launch merges row splits when a small batch is
+spread over many programs.  See :func:`_minp_sample_kernel` for the algorithm and byte count.
+"""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from ._validation import RowParams
+
+try:  # Triton >= 3.0; decided when the kernels below are decorated.
+    from triton.runtime.interpreter import InterpretedFunction
+except ImportError:  # pragma: no cover
+    InterpretedFunction = ()
+
+FLT_MAX = 3.4028234663852886e38
+BLOCK_DEFAULT = 4096  # columns per tile; tuned on H100, see benchmarks/NOTES.md
+NUM_WARPS = 8
+MAX_TILES_PER_PROGRAM = 64  # bounds the per-program tile records kept in registers
+PROGRAMS_PER_SM = 2  # split rows until the grid has about this many programs per SM
+
+
+# ---------------------------------------------------------------------------------------------
+# Device helpers
+# ---------------------------------------------------------------------------------------------
+@triton.jit
+def _row_constants(row, p_ptr, p_stride, log_p_value, temp_ptr, temp_stride, temp_value,
+                   P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr):
+    """(inv_temp, delta, greedy) of one row; twin of ``reference.row_constants``."""
+    if P_PER_ROW:
+        log_p = tl.log(tl.load(p_ptr + row * p_stride).to(tl.float64)).to(tl.float32)
+    else:
+        log_p = log_p_value
+    if TEMP_PER_ROW:
+        temp = tl.load(temp_ptr + row * temp_stride).to(tl.float32)
+    else:
+        temp = temp_value + 0.0
+    inv_temp = tl.math.div_rn(tl.full([], 1.0, tl.float32), temp)
+    greedy = inv_temp == float("inf")
+    if TEMPERATURE_FIRST:
+        delta = tl.where(log_p == 0.0, 0.0, temp * log_p)
+    else:
+        delta = log_p + 0.0
+    return inv_temp, tl.where(greedy, 0.0, delta), greedy
+
+
+@triton.jit
+def _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, offset_value,
+             SEED_FROM_PTR: tl.constexpr, SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr):
+    """(seed, offset, stream) of one row: the Philox key and the counter words besides the token."""
+    if SEED_FROM_PTR:
+        seed = tl.load(seed_ptr + row * seed_stride)
+    else:
+        seed = seed_value + tl.zeros([], tl.int64)
+    if OFFSET_FROM_PTR:
+        offset = tl.load(offset_ptr + row * offset_stride)
+    else:
+        offset = offset_value + tl.zeros([], tl.int64)
+    if SEED_SHARED:
+        stream = row.to(tl.uint32)
+    else:
+        stream = (row * 0).to(tl.uint32)
+    return seed, offset, stream
+
+
+@triton.jit
+def _tile_candidate(x, cols, thr, z_ref, inv_temp, greedy, seed, offset, stream,
+                    RETURN_LOGPROBS: tl.constexpr):
+    """Best kept token of one tile for threshold ``thr``.
+
+    Returns (score, column, logit, sum of exp((x - z_ref) * inv_temp) over kept, min kept logit).
+    The Gumbel noise is ``-log(-log(u))`` with ``u`` from the first Philox-4x32-10 word of
+    (key = seed, counter = (column, stream, offset lo, offset hi)), as in ``philox.gumbel_noise``.
+    """
+    keep = (x >= thr) & (x > float("-inf"))
+    if greedy:
+        score = x
+    else:
+        off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
+        off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
+        word, _, _, _ = tl.philox(seed, cols, stream, off_lo, off_hi)
+        u = (word >> 9).to(tl.float32) * 1.1920928955078125e-07 + 5.960464477539063e-08
+        score = tl.maximum(x * inv_temp - tl.log(-tl.log(u)), -3.4028234663852886e38)
+    score = tl.where(keep, score, float("-inf"))
+    j = tl.argmax(score, axis=0, tie_break_left=True)
+    lane = tl.arange(0, x.shape[0])
+    best = tl.max(score, axis=0)
+    logit = tl.max(tl.where(lane == j, x, float("-inf")), axis=0)
+    if RETURN_LOGPROBS:
+        z = tl.sum(tl.where(keep, tl.exp((x - z_ref) * inv_temp), 0.0), axis=0)
+        min_kept = tl.min(tl.where(keep, x, float("inf")), axis=0)
+    else:
+        z = 0.0
+        min_kept = 0.0
+    return best, tl.max(tl.where(lane == j, cols, 0), axis=0), logit, z, min_kept
+
+
+@triton.jit
+def _load_tile(row_ptr, cols, col_end):
+    x = tl.load(row_ptr + cols, mask=cols < col_end, other=float("-inf")).to(tl.float32)
+    x = tl.where(x == x, x, float("-inf"))  # NaN counts as -inf
+    return tl.minimum(x, 3.4028234663852886e38)  # +inf clamps to FLT_MAX
+
+
+@triton.jit
+def _scan_fixed(row_ptr, start, end, thr, row_max, inv_temp, greedy, seed, offset, stream,
+                RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr):
+    """Exact best kept token of columns [start, end) when the row max (so ``thr``) is known."""
+    best = tl.full([], float("-inf"), tl.float32)
+    best_col = start + tl.zeros([], tl.int32)
+    best_logit = tl.full([], float("-inf"), tl.float32)
+    z = tl.zeros([], tl.float32)
+    min_kept = tl.full([], float("inf"), tl.float32)
+    for tile_start in range(start, end, BLOCK):
+        cols = tile_start + tl.arange(0, BLOCK)
+        x = _load_tile(row_ptr, cols, end)
+        s, c, lg, zt, mk = _tile_candidate(x, cols, thr, row_max, inv_temp, greedy, seed, offset, stream,
+                                           RETURN_LOGPROBS)
+        better = s > best
+        best_col = tl.where(better, c, best_col)
+        best_logit = tl.where(better, lg, best_logit)
+        best = tl.maximum(best, s)
+        z += zt
+        min_kept = tl.minimum(min_kept, mk)
+    return best, best_col, best_logit, z, min_kept
+
+
+@triton.jit
+def _resolve(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_kept, row_max,
+             row_ptr, seg_start, seg_len, col_end, delta, inv_temp, greedy, seed, offset, stream,
+             RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr):
+    """Exact row result from per-segment records taken under thresholds that were too low.
+
+    Segment ``k`` covers columns ``[seg_start + k*seg_len, ...)``.  Its record holds its max and its
+    best token for a threshold ``<= thr = row_max + delta``.  If that token is itself kept under
+    ``thr`` it is the segment's true best (best of a superset, inside the subset).  Only segments
+    that hold kept tokens, whose candidate fell below ``thr`` and whose score could still win are
+    rescanned (and, for log-probabilities, those whose normaliser counted now-dropped tokens).
+    """
+    thr = row_max + delta
+    ids = tl.arange(0, seg_max.shape[0])
+    live = (seg_max >= thr) & (seg_max > float("-inf"))
+    exact = seg_logit >= thr
+    best_exact = tl.max(tl.where(live & exact, seg_score, float("-inf")), axis=0)
+    rescan = live & (~exact) & (seg_score >= best_exact)
+    if RETURN_LOGPROBS:
+        rescan = rescan | (live & (seg_min_kept < thr))
+    while tl.max(rescan.to(tl.int32), axis=0) > 0:
+        k = tl.min(tl.where(rescan, ids, seg_max.shape[0]), axis=0)
+        lo = seg_start + k * seg_len
+        s, c, lg, z, mk = _scan_fixed(row_ptr, lo, tl.minimum(lo + seg_len, col_end), thr, row_max, inv_temp,
+                                      greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK)
+        hit = ids == k
+        seg_score = tl.where(hit, s, seg_score)
+        seg_col = tl.where(hit, c, seg_col)
+        seg_logit = tl.where(hit, lg, seg_logit)
+        seg_z = tl.where(hit, z, seg_z)
+        seg_z_ref = tl.where(hit, row_max, seg_z_ref)
+        seg_min_kept = tl.where(hit, mk, seg_min_kept)
+        rescan = rescan & (~hit)
+    best = tl.max(tl.where(live, seg_score, float("-inf")), axis=0)
+    winner = live & (seg_score == best)
+    best_col = tl.min(tl.where(winner, seg_col, 2147483647), axis=0)
+    best_logit = tl.max(tl.where(winner & (seg_col == best_col), seg_logit, float("-inf")), axis=0)
+    z = tl.sum(tl.where(live, seg_z * tl.exp((seg_z_ref - row_max) * inv_temp), 0.0), axis=0)
+    min_kept = tl.min(tl.where(live, seg_min_kept, float("inf")), axis=0)
+    return best, best_col, best_logit, z, min_kept
+
+
+@triton.jit
+def _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, tokens_ptr, logprobs_ptr,
+                  RETURN_LOGPROBS: tl.constexpr):
+    empty = row_max == float("-inf")
+    tl.store(tokens_ptr + row, tl.where(empty, -1, best_col.to(tl.int64)))
+    if RETURN_LOGPROBS:
+        logprob = tl.where(greedy, 0.0, (best_logit - row_max) * inv_temp - tl.log(z))
+        tl.store(logprobs_ptr + row, tl.where(empty, float("nan"), logprob))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+@triton.jit
+def _minp_sample_kernel(
+    logits_ptr, stride_row, vocab_size, cols_per_program,
+    p_ptr, p_stride, log_p_value, temp_ptr, temp_stride, temp_value,
+    seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, offset_value,
+    tokens_ptr, logprobs_ptr, partial_ptr, partial_col_ptr,
+    P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
+    SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
+    RETURN_LOGPROBS: tl.constexpr, SPLIT: tl.constexpr, BLOCK: tl.constexpr, MAX_TILES: tl.constexpr,
+):
+    """Min-p sample of row ``program_id(0)``, columns of split ``program_id(1)``, in one read.
+
+    Math: keep ``x_i >= m + delta`` (``m`` the row max, ``delta = ln p_base`` or ``T ln p_base``),
+    return ``argmax_kept x_i / T + G_i``.  The threshold needs ``m``, known only at the end, so the
+    single pass keeps, per tile of BLOCK columns, the tile max and the best token under the running
+    threshold ``m_run + delta`` (never above the final one).  :func:`_resolve` then proves most tile
+    records exact and rereads only tiles whose candidate fell under the final threshold and could
+    still win (about 10-25% of rows reread one early tile on LM-like logits).
+
+    Bytes: ``B * V * itemsize`` read once, plus rescanned tiles (``BLOCK * itemsize`` each), plus
+    8 bytes per row written (12 with log-probabilities).  With ``SPLIT`` the program writes a
+    6-word partial record per (row, split) for :func:`_minp_merge_kernel` instead.
+    """
+    row = tl.program_id(0).to(tl.int64)
+    split = tl.program_id(1)
+    row_ptr = logits_ptr + row * stride_row
+    col_start = split * cols_per_program
+    col_end = tl.minimum(col_start + cols_per_program, vocab_size)
+    inv_temp, delta, greedy = _row_constants(row, p_ptr, p_stride, log_p_value, temp_ptr, temp_stride,
+                                             temp_value, P_PER_ROW, TEMP_PER_ROW, TEMPERATURE_FIRST)
+    seed, offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride,
+                                    offset_value, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+
+    ids = tl.arange(0, MAX_TILES)
+    rec_max = tl.full([MAX_TILES], float("-inf"), tl.float32)
+    rec_score = tl.full([MAX_TILES], float("-inf"), tl.float32)
+    rec_col = tl.zeros([MAX_TILES], tl.int32)
+    rec_logit = tl.full([MAX_TILES], float("-inf"), tl.float32)
+    rec_z = tl.zeros([MAX_TILES], tl.float32)
+    rec_z_ref = tl.zeros([MAX_TILES], tl.float32)
+    rec_min_kept = tl.full([MAX_TILES], float("inf"), tl.float32)
+    row_max = tl.full([], float("-inf"), tl.float32)
+    for t in range(0, tl.cdiv(col_end - col_start, BLOCK)):
+        cols = col_start + t * BLOCK + tl.arange(0, BLOCK)
+        x = _load_tile(row_ptr, cols, col_end)
+        tile_max = tl.max(x, axis=0)
+        row_max = tl.maximum(row_max, tile_max)
+        thr = row_max + delta
+        hit = ids == t
+        rec_max = tl.where(hit, tile_max, rec_max)
+        if tile_max >= thr:  # skip the noise for tiles with no token above the running threshold
+            s, c, lg, z, mk = _tile_candidate(x, cols, thr, row_max, inv_temp, greedy, seed, offset, stream,
+                                              RETURN_LOGPROBS)
+            rec_score = tl.where(hit, s, rec_score)
+            rec_col = tl.where(hit, c, rec_col)
+            rec_logit = tl.where(hit, lg, rec_logit)
+            rec_z = tl.where(hit, z, rec_z)
+            rec_z_ref = tl.where(hit, row_max, rec_z_ref)
+            rec_min_kept = tl.where(hit, mk, rec_min_kept)
+
+    best, best_col, best_logit, z, min_kept = _resolve(
+        rec_max, rec_score, rec_col, rec_logit, rec_z, rec_z_ref, rec_min_kept, row_max, row_ptr, col_start,
+        BLOCK, col_end, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK)
+    if SPLIT:
+        record = partial_ptr + (row * tl.num_programs(1) + split) * 6
+        tl.store(record + 0, row_max)
+        tl.store(record + 1, best)
+        tl.store(record + 2, best_logit)
+        tl.store(record + 3, z)
+        tl.store(record + 4, min_kept)
+        tl.store(partial_col_ptr + (row * tl.num_programs(1) + split) * 6 + 5, best_col)
+    else:
+        _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, tokens_ptr, logprobs_ptr,
+                      RETURN_LOGPROBS)
+
+
+@triton.jit
+def _minp_merge_kernel(
+    logits_ptr, stride_row, vocab_size, cols_per_program, num_splits,
+    p_ptr, p_stride, log_p_value, temp_ptr, temp_stride, temp_value,
+    seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, offset_value,
+    tokens_ptr, logprobs_ptr, partial_ptr, partial_col_ptr,
+    P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
+    SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
+    RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, MAX_SPLITS: tl.constexpr,
+):
+    """Merge the split records of row ``program_id(0)``; the same :func:`_resolve` as within a split.
+
+    Bytes: ``24 * num_splits`` per row read, plus the columns of any split whose candidate fell
+    under the row's threshold and could still win (read again, usually from L2).
+    """
+    row = tl.program_id(0).to(tl.int64)
+    ids = tl.arange(0, MAX_SPLITS)
+    valid = ids < num_splits
+    record = partial_ptr + (row * num_splits + ids) * 6
+    seg_max = tl.load(record + 0, mask=valid, other=float("-inf"))
+    seg_score = tl.load(record + 1, mask=valid, other=float("-inf"))
+    seg_logit = tl.load(record + 2, mask=valid, other=float("-inf"))
+    seg_z = tl.load(record + 3, mask=valid, other=0.0)
+    seg_min_kept = tl.load(record + 4, mask=valid, other=float("inf"))
+    seg_col = tl.load(partial_col_ptr + (row * num_splits + ids) * 6 + 5, mask=valid, other=0)
+    row_max = tl.max(seg_max, axis=0)
+    inv_temp, delta, greedy = _row_constants(row, p_ptr, p_stride, log_p_value, temp_ptr, temp_stride,
+                                             temp_value, P_PER_ROW, TEMP_PER_ROW, TEMPERATURE_FIRST)
+    seed, offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride,
+                                    offset_value, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+    best, best_col, best_logit, z, _ = _resolve(
+        seg_max, seg_score, seg_col, seg_logit, seg_z, seg_max, seg_min_kept, row_max, logits_ptr + row * stride_row,
+        0, cols_per_program, vocab_size, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK)
+    _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, tokens_ptr, logprobs_ptr,
+                  RETURN_LOGPROBS)
+
+
+INTERPRETED = isinstance(_minp_sample_kernel, InterpretedFunction) if InterpretedFunction else False
+
+
+# ---------------------------------------------------------------------------------------------
+# Launcher
+# ---------------------------------------------------------------------------------------------
+_SM_COUNT = {}
+
+
+def _sm_count(device):
+    if device.type != "cuda":
+        return 1
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SM_COUNT:
+        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _SM_COUNT[index]
+
+
+def plan_splits(batch, vocab, block, sm_count, num_splits=None):
+    """Columns per program and number of splits per row.
+
+    Small batches split each row so the grid fills the GPU; any row splits so that one program
+    never holds more than ``MAX_TILES_PER_PROGRAM`` tile records.
+    """
+    tiles = triton.cdiv(vocab, block)
+    if num_splits is None:
+        num_splits = max(1, min(triton.cdiv(PROGRAMS_PER_SM * sm_count, max(batch, 1)), tiles))
+    num_splits = max(num_splits, triton.cdiv(tiles, MAX_TILES_PER_PROGRAM))
+    cols_per_program = triton.cdiv(tiles, num_splits) * block
+    return cols_per_program, triton.cdiv(vocab, cols_per_program)
+
+
+def _scalar_or_ptr(value, dummy):
+    """(pointer, stride, scalar, from_pointer) kernel arguments for a scalar-or-tensor parameter."""
+    if isinstance(value, torch.Tensor):
+        return value, value.stride(0) if value.shape[0] > 1 else 0, 0, True
+    return dummy, 0, value, False
+
+
+def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_logprobs=False,
+                  num_splits=None, block=None):
+    """Launch the fused kernel; see :func:`minp_kernels.sample` for the contract.
+
+    ``num_splits`` and ``block`` override the launch plan (tests use them to cover every path).
+    """
+    batch, vocab = logits_2d.shape
+    device = logits_2d.device
+    block = block or min(BLOCK_DEFAULT, max(16, triton.next_power_of_2(vocab)))
+    cols_per_program, splits = plan_splits(batch, vocab, block, _sm_count(device), num_splits)
+    max_tiles = triton.next_power_of_2(cols_per_program // block)
+
+    tokens = torch.empty(batch, device=device, dtype=torch.int64)
+    logprobs = torch.empty(batch, device=device, dtype=torch.float32) if return_logprobs else tokens
+    if isinstance(params.p_base, torch.Tensor):
+        p_args = (params.p_base, params.p_base.stride(0), 0.0, True)
+    else:
+        log_p = math.log(params.p_base) if params.p_base > 0 else float("-inf")
+        p_args = (logits_2d, 0, float(torch.tensor(log_p, dtype=torch.float32)), False)
+    t_ptr, t_stride, t_value, t_per_row = _scalar_or_ptr(params.temp, logits_2d)
+    s_ptr, s_stride, s_value, s_from_ptr = _scalar_or_ptr(params.seed, tokens)
+    o_ptr, o_stride, o_value, o_from_ptr = _scalar_or_ptr(params.offset, tokens)
+    row_args = (p_args[0], p_args[1], p_args[2], t_ptr, t_stride, float(t_value),
+                s_ptr, s_stride, s_value, o_ptr, o_stride, o_value)
+    flags = dict(P_PER_ROW=p_args[3], TEMP_PER_ROW=t_per_row, SEED_FROM_PTR=s_from_ptr,
+                 SEED_SHARED=params.seed_shared, OFFSET_FROM_PTR=o_from_ptr,
+                 TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs))
+    launch = dict(num_warps=NUM_WARPS) if INTERPRETED else dict(num_warps=NUM_WARPS, enable_fp_fusion=False)
+
+    split = splits > 1
+    # One allocation holds the split records: 5 float32 words and the column as int32.
+    partial = torch.empty((batch, splits, 6) if split else (1,), device=device, dtype=torch.float32)
+    partial_col = partial.view(torch.int32)
+    _minp_sample_kernel[(batch, splits)](
+        logits_2d, logits_2d.stride(0), vocab, cols_per_program, *row_args,
+        tokens, logprobs, partial, partial_col, **flags, SPLIT=split, BLOCK=block, MAX_TILES=max_tiles, **launch)
+    if split:
+        _minp_merge_kernel[(batch,)](
+            logits_2d, logits_2d.stride(0), vocab, cols_per_program, splits, *row_args,
+            tokens, logprobs, partial, partial_col, **flags, BLOCK=block,
+            MAX_SPLITS=triton.next_power_of_2(splits), **launch)
+    return tokens, (logprobs if return_logprobs else None)

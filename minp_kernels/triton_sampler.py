@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover
     InterpretedFunction = ()
 
 FLT_MAX = 3.4028234663852886e38
-BLOCK_DEFAULT = 4096  # columns per tile; tuned on H100, see benchmarks/NOTES.md
+BLOCK_DEFAULT = 2048  # columns per tile: 8 per thread keeps Philox under 100 registers, no spills
 NUM_WARPS = 8
 MAX_TILES_PER_PROGRAM = 64  # bounds the per-program tile records kept in registers
 PROGRAMS_PER_SM = 2  # split rows until the grid has about this many programs per SM
@@ -226,9 +226,12 @@ def _minp_sample_kernel(
     rec_z_ref = tl.zeros([MAX_TILES], tl.float32)
     rec_min_kept = tl.full([MAX_TILES], float("inf"), tl.float32)
     row_max = tl.full([], float("-inf"), tl.float32)
+    x_next = _load_tile(row_ptr, col_start + tl.arange(0, BLOCK), col_end)
     for t in range(0, tl.cdiv(col_end - col_start, BLOCK)):
         cols = col_start + t * BLOCK + tl.arange(0, BLOCK)
-        x = _load_tile(row_ptr, cols, col_end)
+        x = x_next
+        # Issue the next tile's load before this tile's math: two tiles in flight per program.
+        x_next = _load_tile(row_ptr, cols + BLOCK, col_end)
         tile_max = tl.max(x, axis=0)
         row_max = tl.maximum(row_max, tile_max)
         thr = row_max + delta
@@ -337,10 +340,11 @@ def _scalar_or_ptr(value, dummy):
 
 
 def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_logprobs=False,
-                  num_splits=None, block=None):
+                  num_splits=None, block=None, num_warps=NUM_WARPS):
     """Launch the fused kernel; see :func:`minp_kernels.sample` for the contract.
 
-    ``num_splits`` and ``block`` override the launch plan (tests use them to cover every path).
+    ``num_splits``, ``block`` and ``num_warps`` override the launch plan (tests use them to cover
+    every path, the benchmark to tune).
     """
     batch, vocab = logits_2d.shape
     device = logits_2d.device
@@ -363,7 +367,7 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
     flags = dict(P_PER_ROW=p_args[3], TEMP_PER_ROW=t_per_row, SEED_FROM_PTR=s_from_ptr,
                  SEED_SHARED=params.seed_shared, OFFSET_FROM_PTR=o_from_ptr,
                  TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs))
-    launch = dict(num_warps=NUM_WARPS) if INTERPRETED else dict(num_warps=NUM_WARPS, enable_fp_fusion=False)
+    launch = dict(num_warps=num_warps) if INTERPRETED else dict(num_warps=num_warps, enable_fp_fusion=False)
 
     split = splits > 1
     # One allocation holds the split records: 5 float32 words and the column as int32.

@@ -4,6 +4,7 @@ import torch
 import triton
 import triton.language as tl
 
+from conftest import DEVICE
 from minp_kernels.philox import gumbel_noise, philox4x32, philox_words, uniform_from_words
 
 # Known-answer vectors of Philox-4x32-10 from the Random123 distribution (kat_vectors).
@@ -31,11 +32,11 @@ def _triton_words_kernel(out_ptr, seed, offset_lo, offset_hi, stream, n, BLOCK: 
 def test_matches_triton_philox():
     n = 1000
     for seed, offset, stream in [(0, 0, 0), (123456789012345, 2**40 + 17, 5), (-1, -2, 2**31 + 3)]:
-        out = torch.empty(n, dtype=torch.int64)
+        out = torch.empty(n, dtype=torch.int64, device=DEVICE)
         offset_u = offset % 2**64
         _triton_words_kernel[(1,)](out, seed, offset_u & 0xFFFFFFFF, offset_u >> 32, stream % 2**32, n, BLOCK=1024)
         ours = philox_words(torch.tensor(seed), torch.arange(n), torch.tensor(stream % 2**32), torch.tensor(offset))
-        assert torch.equal(out, ours)
+        assert torch.equal(out.cpu(), ours)
 
 
 def test_uniforms_open_interval_and_exact():

@@ -32,7 +32,7 @@ step() {  # step NAME TIMEOUT COMMAND...: run, log to $out/NAME.log, remember th
 }
 
 step env 30 bash -c 'nvidia-smi; python3 -c "import torch, triton; print(\"torch\", torch.__version__, \"triton\", triton.__version__, \"cuda\", torch.version.cuda)"'
-step tests 150 python3 -m pytest -q -rfE -p no:cacheprovider tests -k "not aot" --durations=8
+step tests 200 python3 -m pytest -q -n 8 -rfE -p no:cacheprovider tests -k "not aot" --durations=8
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 if [ -n "$sanitizer" ]; then
   step memcheck 75 "$sanitizer" --tool memcheck --error-exitcode 1 --kernel-name kns=minp python3 benchmarks/sanitize_sample.py
@@ -41,7 +41,7 @@ else
   echo "compute-sanitizer not found"; status[memcheck]=127; status[racecheck]=127
 fi
 step tune 60 python3 -m benchmarks.tune --json "$out/tune.json"
-step bench 200 python3 -m benchmarks.run $quick --out "$out" --no-progress
+step bench 170 python3 -m benchmarks.run $quick --out "$out" --no-progress
 
 echo "=== summary"
 for name in env tests memcheck racecheck tune bench; do

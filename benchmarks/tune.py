@@ -8,8 +8,8 @@ import argparse
 import json
 
 import torch
-from triton.testing import do_bench
 
+from benchmarks.run import bench_us
 from minp_kernels._validation import RowParams
 from minp_kernels.triton_sampler import sample_triton
 
@@ -36,9 +36,9 @@ def main(argv=None):
                 return sample_triton(buffers[state["i"]], params, block=block, num_warps=warps)
 
             try:
-                us = do_bench(call, warmup=25, rep=100, quantiles=[0.5])[0] * 1e3
+                us = bench_us(call)[0]
             except Exception as e:  # e.g. out of registers or shared memory for this config
-                print(f"{batch:4d} {vocab:7d} {str(dtype)[6:]:9} {block:5d} {warps:5d} failed: {type(e).__name__}")
+                print(f"{batch:4d} {vocab:7d} {str(dtype)[6:]:9} {block:5d} {warps:5d} failed: {type(e).__name__}: {e}"[:160])
                 continue
             gbps = batch * vocab * dtype.itemsize / (us * 1e-6) / 1e9
             rows.append(dict(batch=batch, vocab=vocab, dtype=str(dtype)[6:], block=block, warps=warps, us=us, gbps=gbps))

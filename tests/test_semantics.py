@@ -71,7 +71,7 @@ def test_nan_and_inf(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("temperature_first", [False, True])
 def test_logprobs_match_reference_probs(backend, temperature_first):
-    logits = torch.randn(40, 300, generator=torch.Generator(DEVICE).manual_seed(4)) * 3
+    logits = torch.randn(40, 300, generator=torch.Generator().manual_seed(4)) * 3
     p_base, temp = torch.linspace(0, 0.5, 40), torch.linspace(0.2, 3, 40)
     tokens, logprobs = sample(logits, p_base, temp, seed=torch.arange(40), backend=backend,
                                            temperature_first=temperature_first, return_logprobs=True)

@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.11,<2.14", "triton>=3.6,<3.10", "numpy"],
     extras_require={
-        "test": ["pytest", "pytest-benchmark", "pytest-xdist", "scipy", "hypothesis"],
+        "test": ["pytest", "pytest-benchmark", "pytest-xdist", "scipy", "hypothesis", "transformers"],
         "bench": ["tqdm", "matplotlib", "pytest-benchmark"],
     },
     license="Apache-2.0",

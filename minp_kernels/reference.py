@@ -58,6 +58,25 @@ def _prepare(logits_2d, params: RowParams, temperature_first):
     return x, row_max, keep, inv_temp, greedy
 
 
+def _prepare_public(logits, p_base, temp, temperature_first):
+    from ._validation import validate_logits, validate_row_float
+
+    logits_2d, was_1d = validate_logits(logits)
+    batch, device = logits_2d.shape[0], logits_2d.device
+    p_base = validate_row_float("p_base", p_base, batch, device, upper=1.0)
+    temp = validate_row_float("temp", temp, batch, device)
+    return _prepare(logits_2d, RowParams(p_base, temp, 0, 0, True), temperature_first), was_1d
+
+
+def kept_mask(logits, p_base, temp, *, temperature_first=False):
+    """Boolean ``[B, V]`` mask of the kept set (``x >= m + delta`` and finite), before any softmax.
+
+    Unlike ``minp_probs(...) > 0`` it also counts kept tokens whose probability underflows float32.
+    """
+    (x, row_max, keep, inv_temp, greedy), was_1d = _prepare_public(logits, p_base, temp, temperature_first)
+    return keep[0] if was_1d else keep
+
+
 def minp_probs(logits, p_base, temp, *, temperature_first=False):
     """Probabilities of the min-p sampler, float32 ``[B, V]``, exactly zero outside the kept set.
 
@@ -83,14 +102,7 @@ def minp_probs(logits, p_base, temp, *, temperature_first=False):
     >>> (probs > 0).tolist()
     [True, False, True, False]
     """
-    from ._validation import validate_logits, validate_row_float
-
-    logits_2d, was_1d = validate_logits(logits)
-    batch, device = logits_2d.shape[0], logits_2d.device
-    p_base = validate_row_float("p_base", p_base, batch, device, upper=1.0)
-    temp = validate_row_float("temp", temp, batch, device)
-    params = RowParams(p_base, temp, 0, 0, True)
-    x, row_max, keep, inv_temp, greedy = _prepare(logits_2d, params, temperature_first)
+    (x, row_max, keep, inv_temp, greedy), was_1d = _prepare_public(logits, p_base, temp, temperature_first)
     weights = torch.where(keep, torch.exp((x - row_max[:, None]) * inv_temp[:, None]), 0.0)
     probs = weights / weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     one_hot = torch.nn.functional.one_hot(x.argmax(dim=-1), x.shape[-1]).float()

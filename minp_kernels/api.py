@@ -2,6 +2,7 @@
 
 import torch
 
+from ._op import call_op
 from ._validation import check_values_strict, validate_backend, validate_logits, validate_params
 from .reference import sample_torch
 
@@ -64,6 +65,8 @@ def sample(logits, p_base, temp, *, seed=None, offset=0, generator=None, tempera
     if logits_2d.shape[0] == 0:
         tokens, logprobs = (torch.empty(0, dtype=torch.int64, device=logits_2d.device),
                             torch.empty(0, dtype=torch.float32, device=logits_2d.device))
+    elif torch.compiler.is_compiling():  # opaque to dynamo / inductor: no graph break, same tokens
+        tokens, logprobs = call_op(logits_2d, params, temperature_first, return_logprobs, backend)
     elif backend == "triton":
         from .triton_sampler import sample_triton
 

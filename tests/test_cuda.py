@@ -68,3 +68,25 @@ def test_small_batch_split_graph_replay():
         offset.fill_(step)
         graph.replay()
         assert torch.equal(captured, minp_kernels.sample(logits, 0.1, 1.0, seed=seed, offset=offset, backend="torch"))
+
+
+def test_torch_compile_on_cuda_matches_eager_and_replays():
+    """fullgraph compile of a decode step with the Triton backend; then inductor's CUDA graphs
+    (mode="reduce-overhead") replayed with an advancing device offset: new tokens, equal to eager."""
+    torch._dynamo.reset()
+    logits = lm_like_logits(8, 32000, torch.bfloat16, "cuda")
+    seed = torch.arange(8, device="cuda")
+
+    def step(x, offset):
+        return minp_kernels.sample(x, 0.1, 1.2, seed=seed, offset=offset)
+
+    offset = torch.zeros(8, device="cuda", dtype=torch.int64)
+    assert torch.equal(torch.compile(step, fullgraph=True)(logits, offset), step(logits, offset))
+    graphed = torch.compile(step, fullgraph=True, mode="reduce-overhead")
+    previous = None
+    for t in range(4):
+        offset = torch.full((8,), t, device="cuda", dtype=torch.int64)
+        out = graphed(logits, offset).clone()
+        assert torch.equal(out, step(logits, offset))
+        assert previous is None or not torch.equal(out, previous)
+        previous = out

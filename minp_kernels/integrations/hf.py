@@ -1,0 +1,113 @@
+"""Hugging Face transformers integration.
+
+* :class:`MinPLogitsProcessor`: a ``LogitsProcessor`` applying the min-p mask with this package's
+  semantics (paper order by default), for ``model.generate(logits_processor=...)``.
+* :func:`generate`: a KV-cached decode loop that draws every token with :func:`minp_kernels.sample`,
+  keyed by (seed, decode step), so a sequence is reproducible token for token.
+"""
+
+import torch
+
+from ..api import sample
+from ..reference import kept_mask
+
+try:
+    from transformers import LogitsProcessor
+except ImportError:  # pragma: no cover - transformers is optional
+    LogitsProcessor = object
+
+
+class MinPLogitsProcessor(LogitsProcessor):
+    """Mask to ``-inf`` the tokens outside the min-p kept set.
+
+    Parameters
+    ----------
+    p_base : float
+        Min-p base in ``[0, 1]``.
+    temp : float
+        Temperature used for the threshold when ``temperature_first`` (``x >= m + temp * ln p``);
+        the processor does not rescale the scores (leave that to a temperature warper or the sampler).
+    temperature_first : bool
+        HF order (threshold on tempered probabilities) instead of the paper's.
+
+    Examples
+    --------
+    >>> import torch
+    >>> proc = MinPLogitsProcessor(0.05)
+    >>> proc(None, torch.tensor([[0.9, 0.0274, 0.047, 0.0274]]).log()).isfinite().tolist()
+    [[True, False, True, False]]
+    """
+
+    def __init__(self, p_base, temp=1.0, temperature_first=False):
+        self.p_base, self.temp, self.temperature_first = p_base, temp, temperature_first
+
+    def __call__(self, input_ids, scores):
+        keep = kept_mask(scores, self.p_base, self.temp, temperature_first=self.temperature_first)
+        return scores.masked_fill(~keep, float("-inf"))
+
+
+@torch.no_grad()
+def generate(model, input_ids, max_new_tokens, p_base, temp, seed, *, temperature_first=False,
+             eos_token_id=None, backend="auto", return_timing=False):
+    """Decode ``max_new_tokens`` tokens with KV cache, sampling each with :func:`minp_kernels.sample`.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        A causal LM (``model(input_ids, past_key_values=..., use_cache=True)``).
+    input_ids : torch.Tensor
+        ``[B, T]`` prompt ids (no padding).
+    max_new_tokens : int
+        Tokens to add.
+    p_base, temp : float or torch.Tensor
+        Min-p base and temperature (scalars or ``[B]``).
+    seed : int or torch.Tensor
+        Request seed(s); row ``b`` uses ``seed[b]`` (an int seeds row ``b`` with ``seed + b``) and the
+        decode step as the Philox offset.
+    eos_token_id : int, optional
+        Rows that emit it keep emitting it.
+    return_timing : bool
+        Also return ``(total_seconds, sampler_seconds)`` measured with device synchronisation.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, T + max_new_tokens]`` ids (and the timing tuple when asked).
+    """
+    import time
+
+    batch = input_ids.shape[0]
+    device = input_ids.device
+    seeds = seed if isinstance(seed, torch.Tensor) else seed + torch.arange(batch, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    ids, past, current = input_ids, None, input_ids
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    sampler_seconds, start = 0.0, time.perf_counter()
+    for step in range(max_new_tokens):
+        out = model(input_ids=current, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        if return_timing:
+            sync()
+            t0 = time.perf_counter()
+        tokens = sample(out.logits[:, -1, :], p_base, temp, seed=seeds, offset=step,
+                        temperature_first=temperature_first, backend=backend)
+        if return_timing:
+            sync()
+            sampler_seconds += time.perf_counter() - t0
+        if eos_token_id is not None:
+            tokens = torch.where(done, eos_token_id, tokens)
+            done |= tokens == eos_token_id
+        ids = torch.cat([ids, tokens[:, None]], dim=1)
+        current = tokens[:, None]
+    sync()
+    return (ids, (time.perf_counter() - start, sampler_seconds)) if return_timing else ids
+
+
+def tiny_llama(vocab_size=256, seed=0):
+    """A small random ``LlamaForCausalLM`` built from a config (no download), for tests and demos."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return LlamaForCausalLM(config).eval()

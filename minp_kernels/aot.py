@@ -54,13 +54,19 @@ def _sources(block, max_tiles):
         merge = dict(common, P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=True, BLOCK=block, MAX_SPLITS=64)
         signature = dict(head, num_splits="i32", **ROW_ARGS, **{k: "constexpr" for k in merge})
         yield f"merge[{dtype}]", _ast(ASTSource, ts._minp_merge_kernel, signature, merge)
+        shard = dict(common, P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=True, BLOCK=block)
+        row_args = {k: v for k, v in ROW_ARGS.items() if k not in ("tokens_ptr", "logprobs_ptr", "partial_ptr",
+                                                                     "partial_col_ptr")}
+        signature = dict(logits_ptr=ptr, stride_row="i32", vocab_size="i32", token_base="i32", row_max_ptr="*fp32",
+                         **row_args, out_ptr="*fp32", out_col_ptr="*i32", **{k: "constexpr" for k in shard})
+        yield f"shard[{dtype}]", _ast(ASTSource, ts._minp_shard_kernel, signature, shard)
 
 
 def _ast(ast_source, fn, signature, constexprs):
     # Divisibility-by-16 hints the JIT infers for aligned pointers and sizes that are multiples of 16
     # (true of real vocabularies: 32000, 128256, 151936, 262144).
     aligned = [i for i, (k, v) in enumerate(signature.items())
-               if v.startswith("*") or k in ("stride_row", "vocab_size", "cols_per_program")]
+               if v.startswith("*") or k in ("stride_row", "vocab_size", "cols_per_program", "token_base")]
     return ast_source(fn, signature, constexprs=constexprs, attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
 
 

@@ -73,7 +73,7 @@ def uniform_from_words(words):
     return (words >> UNIFORM_SHIFT).to(torch.float32) * UNIFORM_SCALE + UNIFORM_BIAS
 
 
-def gumbel_noise(seed, offset, stream, vocab_size):
+def gumbel_noise(seed, offset, stream, vocab_size, first_token=0):
     """Gumbel(0, 1) noise ``[B, vocab_size]`` float32, keyed by (seed, offset, stream, token).
 
     Parameters
@@ -82,7 +82,9 @@ def gumbel_noise(seed, offset, stream, vocab_size):
         int64 ``[B]``.
     vocab_size : int
         Number of tokens per row.
+    first_token : int
+        Global id of column 0 (a vocabulary shard starts past 0).
     """
-    tokens = torch.arange(vocab_size, device=seed.device, dtype=torch.int64)
+    tokens = torch.arange(first_token, first_token + vocab_size, device=seed.device, dtype=torch.int64)
     words = philox_words(seed[:, None], tokens[None, :], stream[:, None], offset[:, None])
     return -torch.log(-torch.log(uniform_from_words(words)))

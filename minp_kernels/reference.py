@@ -47,15 +47,41 @@ def row_constants(p_base, temp, temperature_first):
     return inv_temp, torch.where(greedy, 0.0, delta), greedy
 
 
-def _prepare(logits_2d, params: RowParams, temperature_first):
+def _prepare(logits_2d, params: RowParams, temperature_first, row_max=None):
+    """Sanitised logits, row max (given, for a vocabulary shard), kept mask and row constants."""
     batch, device = logits_2d.shape[0], logits_2d.device
     x = sanitize_logits(logits_2d)
     p_base = row_tensor(params.p_base, batch, device, torch.float64)
     temp = row_tensor(params.temp, batch, device, torch.float32)
     inv_temp, delta, greedy = row_constants(p_base, temp, temperature_first)
-    row_max = x.amax(dim=-1)
+    row_max = x.amax(dim=-1) if row_max is None else row_max
     keep = (x >= (row_max + delta)[:, None]) & (x > NEG_INF)
     return x, row_max, keep, inv_temp, greedy
+
+
+def _scores(x, keep, inv_temp, greedy, params: RowParams, first_token=0):
+    """Draw scores: ``max(x / T + G, -FLT_MAX)`` on kept tokens (``x`` for greedy rows), else -inf."""
+    batch, vocab = x.shape
+    device = x.device
+    seed = row_tensor(params.seed, batch, device, torch.int64)
+    offset = row_tensor(params.offset, batch, device, torch.int64)
+    stream = torch.arange(batch, device=device) if params.seed_shared else torch.zeros(batch, device=device, dtype=torch.int64)
+    noisy = (x * inv_temp[:, None] + gumbel_noise(seed, offset, stream, vocab, first_token)).clamp_min(-FLT_MAX)
+    return torch.where(keep, torch.where(greedy[:, None], x, noisy), NEG_INF)
+
+
+def shard_candidates_torch(logits_2d, row_max, params: RowParams, temperature_first, first_token):
+    """Best kept token of a vocabulary shard given the global row max; twin of the shard kernel.
+
+    Returns float32 ``[B, 3]`` (score, logit, sum of ``exp((x - m) / T)`` over kept) and the local
+    column ``[B]`` (int64).
+    """
+    x, row_max, keep, inv_temp, greedy = _prepare(logits_2d, params, temperature_first, row_max)
+    scores = _scores(x, keep, inv_temp, greedy, params, first_token)
+    col = scores.argmax(dim=-1)  # first maximal index on ties, as the kernel
+    best = scores.gather(1, col[:, None])[:, 0]
+    z = torch.where(keep, torch.exp((x - row_max[:, None]) * inv_temp[:, None]), 0.0).sum(-1)
+    return torch.stack([best, x.gather(1, col[:, None])[:, 0], z], dim=1), col
 
 
 def _prepare_public(logits, p_base, temp, temperature_first):
@@ -127,14 +153,8 @@ def sample_torch(logits_2d, params: RowParams, temperature_first=False, return_l
         int64 tokens ``[B]`` (``-1`` for rows without a finite logit) and float32 log-probabilities
         ``[B]`` (``None`` unless ``return_logprobs``).
     """
-    batch, vocab = logits_2d.shape
-    device = logits_2d.device
     x, row_max, keep, inv_temp, greedy = _prepare(logits_2d, params, temperature_first)
-    seed = row_tensor(params.seed, batch, device, torch.int64)
-    offset = row_tensor(params.offset, batch, device, torch.int64)
-    stream = torch.arange(batch, device=device) if params.seed_shared else torch.zeros(batch, device=device, dtype=torch.int64)
-    noisy = (x * inv_temp[:, None] + gumbel_noise(seed, offset, stream, vocab)).clamp_min(-FLT_MAX)
-    scores = torch.where(keep, torch.where(greedy[:, None], x, noisy), NEG_INF)
+    scores = _scores(x, keep, inv_temp, greedy, params)
     empty = row_max == NEG_INF
     tokens = torch.where(empty, -1, scores.argmax(dim=-1))
     if not return_logprobs:

@@ -68,9 +68,9 @@ def _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, 
 
 
 @triton.jit
-def _tile_candidate(x, cols, thr, z_ref, inv_temp, greedy, seed, offset, stream,
+def _tile_candidate(x, cols, thr, z_ref, inv_temp, greedy, seed, offset, stream, token_base,
                     RETURN_LOGPROBS: tl.constexpr):
-    """Best kept token of one tile for threshold ``thr``.
+    """Best kept token of one tile for threshold ``thr``; the noise counter is ``token_base + cols``.
 
     Returns (score, column, logit, sum of exp((x - z_ref) * inv_temp) over kept, min kept logit).
     The Gumbel noise is ``-log(-log(u))`` with ``u`` from the first Philox-4x32-10 word of
@@ -82,7 +82,7 @@ def _tile_candidate(x, cols, thr, z_ref, inv_temp, greedy, seed, offset, stream,
     else:
         off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
         off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
-        word, _, _, _ = tl.philox(seed, cols, stream, off_lo, off_hi)
+        word, _, _, _ = tl.philox(seed, cols + token_base, stream, off_lo, off_hi)
         u = (word >> 9).to(tl.float32) * 1.1920928955078125e-07 + 5.960464477539063e-08
         score = tl.maximum(x * inv_temp - tl.log(-tl.log(u)), -3.4028234663852886e38)
     score = tl.where(keep, score, float("-inf"))
@@ -107,7 +107,7 @@ def _load_tile(row_ptr, cols, col_end):
 
 
 @triton.jit
-def _scan_fixed(row_ptr, start, end, thr, row_max, inv_temp, greedy, seed, offset, stream,
+def _scan_fixed(row_ptr, start, end, thr, row_max, inv_temp, greedy, seed, offset, stream, token_base,
                 RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr):
     """Exact best kept token of columns [start, end) when the row max (so ``thr``) is known."""
     best = tl.full([], float("-inf"), tl.float32)
@@ -119,7 +119,7 @@ def _scan_fixed(row_ptr, start, end, thr, row_max, inv_temp, greedy, seed, offse
         cols = tile_start + tl.arange(0, BLOCK)
         x = _load_tile(row_ptr, cols, end)
         s, c, lg, zt, mk = _tile_candidate(x, cols, thr, row_max, inv_temp, greedy, seed, offset, stream,
-                                           RETURN_LOGPROBS)
+                                           token_base, RETURN_LOGPROBS)
         better = s > best
         best_col = tl.where(better, c, best_col)
         best_logit = tl.where(better, lg, best_logit)
@@ -153,7 +153,7 @@ def _resolve(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_k
         k = tl.min(tl.where(rescan, ids, seg_max.shape[0]), axis=0)
         lo = seg_start + k * seg_len
         s, c, lg, z, mk = _scan_fixed(row_ptr, lo, tl.minimum(lo + seg_len, col_end), thr, row_max, inv_temp,
-                                      greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK)
+                                      greedy, seed, offset, stream, 0, RETURN_LOGPROBS, BLOCK)
         hit = ids == k
         seg_score = tl.where(hit, s, seg_score)
         seg_col = tl.where(hit, c, seg_col)
@@ -238,7 +238,7 @@ def _minp_sample_kernel(
         hit = ids == t
         rec_max = tl.where(hit, tile_max, rec_max)
         if tile_max >= thr:  # skip the noise for tiles with no token above the running threshold
-            s, c, lg, z, mk = _tile_candidate(x, cols, thr, row_max, inv_temp, greedy, seed, offset, stream,
+            s, c, lg, z, mk = _tile_candidate(x, cols, thr, row_max, inv_temp, greedy, seed, offset, stream, 0,
                                               RETURN_LOGPROBS)
             rec_score = tl.where(hit, s, rec_score)
             rec_col = tl.where(hit, c, rec_col)
@@ -300,6 +300,36 @@ def _minp_merge_kernel(
                   RETURN_LOGPROBS)
 
 
+@triton.jit
+def _minp_shard_kernel(
+    logits_ptr, stride_row, vocab_size, token_base, row_max_ptr,
+    p_ptr, p_stride, log_p_value, temp_ptr, temp_stride, temp_value,
+    seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, offset_value,
+    out_ptr, out_col_ptr,
+    P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
+    SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
+    RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Best kept token of a vocabulary shard when the global row max is known (vocab parallelism).
+
+    Tokens of this shard are global ids ``token_base + column``, which key the noise, so the shards'
+    winners merge into exactly the token of the unsharded row.  Bytes: the shard read once, plus
+    16 bytes per row written (score, logit, normaliser part, column).
+    """
+    row = tl.program_id(0).to(tl.int64)
+    row_max = tl.load(row_max_ptr + row)
+    inv_temp, delta, greedy = _row_constants(row, p_ptr, p_stride, log_p_value, temp_ptr, temp_stride,
+                                             temp_value, P_PER_ROW, TEMP_PER_ROW, TEMPERATURE_FIRST)
+    seed, offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride,
+                                    offset_value, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+    best, col, logit, z, _ = _scan_fixed(logits_ptr + row * stride_row, 0, vocab_size, row_max + delta, row_max,
+                                         inv_temp, greedy, seed, offset, stream, token_base, RETURN_LOGPROBS, BLOCK)
+    tl.store(out_ptr + row * 4 + 0, best)
+    tl.store(out_ptr + row * 4 + 1, logit)
+    tl.store(out_ptr + row * 4 + 2, z)
+    tl.store(out_col_ptr + row * 4 + 3, col)
+
+
 INTERPRETED = isinstance(_minp_sample_kernel, InterpretedFunction) if InterpretedFunction else False
 
 
@@ -332,6 +362,41 @@ def plan_splits(batch, vocab, block, sm_count, num_splits=None):
     return cols_per_program, triton.cdiv(vocab, cols_per_program)
 
 
+def _launch_options(num_warps):
+    # No FMA contraction: the score x * (1/T) + G must round exactly as the torch reference does.
+    return dict(num_warps=num_warps) if INTERPRETED else dict(num_warps=num_warps, enable_fp_fusion=False)
+
+
+def _row_arguments(logits_2d, params: RowParams, temperature_first, return_logprobs, dummy):
+    """Kernel arguments and constexpr flags for the per-row parameters (shared by every kernel)."""
+    if isinstance(params.p_base, torch.Tensor):
+        p_args = (params.p_base, params.p_base.stride(0), 0.0, True)
+    else:
+        log_p = math.log(params.p_base) if params.p_base > 0 else float("-inf")
+        p_args = (logits_2d, 0, float(torch.tensor(log_p, dtype=torch.float32)), False)
+    t_ptr, t_stride, t_value, t_per_row = _scalar_or_ptr(params.temp, logits_2d)
+    s_ptr, s_stride, s_value, s_from_ptr = _scalar_or_ptr(params.seed, dummy)
+    o_ptr, o_stride, o_value, o_from_ptr = _scalar_or_ptr(params.offset, dummy)
+    row_args = (p_args[0], p_args[1], p_args[2], t_ptr, t_stride, float(t_value),
+                s_ptr, s_stride, s_value, o_ptr, o_stride, o_value)
+    flags = dict(P_PER_ROW=p_args[3], TEMP_PER_ROW=t_per_row, SEED_FROM_PTR=s_from_ptr,
+                 SEED_SHARED=params.seed_shared, OFFSET_FROM_PTR=o_from_ptr,
+                 TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs))
+    return row_args, flags
+
+
+def shard_candidates_triton(logits_2d, row_max, params: RowParams, temperature_first, token_base, num_warps=NUM_WARPS):
+    """Per-row (score, logit, normaliser part) float32 ``[B, 3]`` and local column ``[B]`` of a shard."""
+    batch, vocab = logits_2d.shape
+    out = torch.empty((batch, 4), device=logits_2d.device, dtype=torch.float32)
+    row_args, flags = _row_arguments(logits_2d, params, temperature_first, True, out)
+    block = min(BLOCK_DEFAULT, max(16, triton.next_power_of_2(vocab)))
+    _minp_shard_kernel[(batch,)](logits_2d, logits_2d.stride(0), vocab, token_base, row_max.float().contiguous(),
+                                 *row_args, out, out.view(torch.int32), **flags, BLOCK=block,
+                                 **_launch_options(num_warps))
+    return out[:, :3], out.view(torch.int32)[:, 3].to(torch.int64)
+
+
 def _scalar_or_ptr(value, dummy):
     """(pointer, stride, scalar, from_pointer) kernel arguments for a scalar-or-tensor parameter."""
     if isinstance(value, torch.Tensor):
@@ -354,20 +419,8 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
 
     tokens = torch.empty(batch, device=device, dtype=torch.int64)
     logprobs = torch.empty(batch, device=device, dtype=torch.float32) if return_logprobs else tokens
-    if isinstance(params.p_base, torch.Tensor):
-        p_args = (params.p_base, params.p_base.stride(0), 0.0, True)
-    else:
-        log_p = math.log(params.p_base) if params.p_base > 0 else float("-inf")
-        p_args = (logits_2d, 0, float(torch.tensor(log_p, dtype=torch.float32)), False)
-    t_ptr, t_stride, t_value, t_per_row = _scalar_or_ptr(params.temp, logits_2d)
-    s_ptr, s_stride, s_value, s_from_ptr = _scalar_or_ptr(params.seed, tokens)
-    o_ptr, o_stride, o_value, o_from_ptr = _scalar_or_ptr(params.offset, tokens)
-    row_args = (p_args[0], p_args[1], p_args[2], t_ptr, t_stride, float(t_value),
-                s_ptr, s_stride, s_value, o_ptr, o_stride, o_value)
-    flags = dict(P_PER_ROW=p_args[3], TEMP_PER_ROW=t_per_row, SEED_FROM_PTR=s_from_ptr,
-                 SEED_SHARED=params.seed_shared, OFFSET_FROM_PTR=o_from_ptr,
-                 TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs))
-    launch = dict(num_warps=num_warps) if INTERPRETED else dict(num_warps=num_warps, enable_fp_fusion=False)
+    row_args, flags = _row_arguments(logits_2d, params, temperature_first, return_logprobs, tokens)
+    launch = _launch_options(num_warps)
 
     split = splits > 1
     # One allocation holds the split records: 5 float32 words and the column as int32.

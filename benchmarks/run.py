@@ -237,6 +237,8 @@ def markdown(results, env, copy_gbps):
                 cell += f" [graph {r['graph_median_us']:.1f}]"
             cells.append(cell)
         lines.append(f"| {vocab} | {batch} | {dname} | " + " | ".join(cells) + " |")
+    if not any(n == "flashinfer" for n in names):
+        lines.append("\nFlashInfer: absent (flashinfer did not import on this machine).")
     return "\n".join(lines) + "\n"
 
 

@@ -67,8 +67,9 @@ def flashinfer_provider():
     return run
 
 
-def providers(device, orders):
-    """Name -> (callable, temperature_first) for every provider available on ``device``."""
+def providers(device, orders, only=None):
+    """Name -> (callable, temperature_first) for every provider available on ``device``
+    (restricted to the names in ``only`` when given)."""
     table = {}
     if device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
         for tf in orders:
@@ -80,7 +81,7 @@ def providers(device, orders):
     fi = flashinfer_provider() if device.type == "cuda" else None
     if fi is not None:
         table["flashinfer"] = (fi, True)
-    return table
+    return {k: v for k, v in table.items() if only is None or k.split("[")[0] in only}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,8 +163,8 @@ def environment(device):
     return info
 
 
-def run_grid(device, vocabs, batches, dtypes, orders, progress=True, checkpoint=None):
-    table = providers(device, orders)
+def run_grid(device, vocabs, batches, dtypes, orders, progress=True, checkpoint=None, only=None):
+    table = providers(device, orders, only)
     points = [(v, b, d) for v in vocabs for b in batches for d in dtypes]
     try:
         from tqdm import tqdm
@@ -286,26 +287,32 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--providers", nargs="+", help="only these providers (names as in the table)")
+    parser.add_argument("--vocabs", type=int, nargs="+", help="override the grid's vocabularies")
+    parser.add_argument("--batches", type=int, nargs="+", help="override the grid's batch sizes")
+    parser.add_argument("--tag", default="", help="suffix for the output file names")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type != "cuda":
         print("note: the Triton kernel needs CUDA (or TRITON_INTERPRET=1, far too slow to time); "
               "timing the torch providers on the CPU")
     vocabs, batches = (VOCABS[:2], [1, 8, 128]) if args.quick else (VOCABS, BATCHES)
+    vocabs, batches = args.vocabs or vocabs, args.batches or batches
     if device.type != "cuda":
         vocabs, batches = vocabs[:2], [b for b in batches if b <= 32]
     env = environment(device)
     copy_gbps = copy_bandwidth(device)
     os.makedirs(args.out, exist_ok=True)
     slug = "".join(c if c.isalnum() else "-" for c in env["device"]).strip("-").lower()
-    prefix = os.path.join(args.out, f"{slug}-{env['date']}{'-quick' if args.quick else ''}")
+    prefix = os.path.join(args.out, f"{slug}-{env['date']}{'-quick' if args.quick else ''}{args.tag}")
 
     def save(results):
         with open(prefix + ".json", "w") as f:
             json.dump(dict(environment=env, copy_gbps=copy_gbps, p_base=P_BASE, temp=TEMP, results=results), f,
                       indent=1)
 
-    results = run_grid(device, vocabs, batches, list(DTYPES), (False, True), not args.no_progress, save)
+    results = run_grid(device, vocabs, batches, list(DTYPES), (False, True), not args.no_progress, save,
+                       args.providers)
     results = summarize(results, copy_gbps)
     save(results)
     table = markdown(results, env, copy_gbps)

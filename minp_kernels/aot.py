@@ -46,15 +46,17 @@ def _sources(block, max_tiles):
         raise RuntimeError("unset TRITON_INTERPRET: the interpreter replaces the kernels that AOT compiles")
     common = dict(SEED_FROM_PTR=True, SEED_SHARED=False, OFFSET_FROM_PTR=True, TEMPERATURE_FIRST=False)
     for dtype, ptr in DTYPES.items():
+        width = 4 if dtype == "float32" else 8
         head = {"logits_ptr": ptr, "stride_row": "i32", "vocab_size": "i32", "cols_per_program": "i32"}
         for name, flags in VARIANTS:
-            constexprs = dict(common, **flags, BLOCK=block, MAX_TILES=max_tiles)
+            constexprs = dict(common, **flags, BLOCK=block, MAX_TILES=max_tiles, WIDTH=width)
             signature = dict(head, **ROW_ARGS, **{k: "constexpr" for k in constexprs})
             yield f"sample[{dtype},{name}]", _ast(ASTSource, ts._minp_sample_kernel, signature, constexprs)
-        merge = dict(common, P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=True, BLOCK=block, MAX_SPLITS=64)
+        merge = dict(common, P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=True, BLOCK=block, MAX_SPLITS=64,
+                     WIDTH=width)
         signature = dict(head, num_splits="i32", **ROW_ARGS, **{k: "constexpr" for k in merge})
         yield f"merge[{dtype}]", _ast(ASTSource, ts._minp_merge_kernel, signature, merge)
-        shard = dict(common, P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=True, BLOCK=block)
+        shard = dict(common, P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=True, BLOCK=block, WIDTH=width)
         row_args = {k: v for k, v in ROW_ARGS.items() if k not in ("tokens_ptr", "logprobs_ptr", "partial_ptr",
                                                                      "partial_col_ptr")}
         signature = dict(logits_ptr=ptr, stride_row="i32", vocab_size="i32", token_base="i32", row_max_ptr="*fp32",
@@ -75,7 +77,7 @@ def resource_report(archs=(80, 90), block=None, max_tiles=None):
     import triton
     from triton.backends.compiler import GPUTarget
 
-    from .triton_sampler import BLOCK_DEFAULT, MAX_TILES_PER_PROGRAM, NUM_WARPS
+    from .triton_sampler import BLOCK_DEFAULT, MAX_REGISTERS, MAX_TILES_PER_PROGRAM, NUM_WARPS
 
     block = block or BLOCK_DEFAULT
     max_tiles = max_tiles or MAX_TILES_PER_PROGRAM
@@ -84,7 +86,8 @@ def resource_report(archs=(80, 90), block=None, max_tiles=None):
         for arch in archs:
             for label, src in _sources(block, max_tiles):
                 compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                                          options={"num_warps": NUM_WARPS, "enable_fp_fusion": False})
+                                          options={"num_warps": NUM_WARPS, "enable_fp_fusion": False,
+                                                   "maxnreg": MAX_REGISTERS})
                 cubin = os.path.join(tmp, "k.cubin")
                 with open(cubin, "wb") as f:
                     f.write(compiled.asm["cubin"])

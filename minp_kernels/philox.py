@@ -4,10 +4,11 @@ The Triton kernel (:mod:`minp_kernels.triton_sampler`) draws the same stream wit
 ``tl.umulhi`` on ``uint32``; this module is the bit-exact torch twin used by the
 reference sampler, so both backends see identical Gumbel noise.
 
-Stream layout (one 32-bit word per token, the first Philox output word):
+Stream layout (one Philox call serves four consecutive tokens):
 
 * key     ``(k0, k1)``          = low and high 32 bits of the request ``seed``
-* counter ``(c0, c1, c2, c3)``  = ``(token index, stream, offset low, offset high)``
+* counter ``(c0, c1, c2, c3)``  = ``(token // 4, stream, offset low, offset high)``
+* token ``t`` takes output word ``t % 4``
 
 ``stream`` is the row index when one seed is shared by the batch and ``0`` when
 each row has its own seed, so a row with its own seed draws the same noise
@@ -55,17 +56,23 @@ def philox4x32(k0, k1, c0, c1, c2, c3):
     return c0, c1, c2, c3
 
 
-def philox_words(seed, token, stream, offset):
-    """First Philox output word for key ``seed`` and counter ``(token, stream, offset lo, offset hi)``.
+def philox_words(seed, counter, stream, offset):
+    """The four Philox output words for key ``seed`` and counter ``(counter, stream, offset lo, offset hi)``.
 
     Parameters
     ----------
     seed, offset : torch.Tensor
-        int64, broadcastable against ``token``; all 64 bits are used.
-    token, stream : torch.Tensor
+        int64, broadcastable against ``counter``; all 64 bits are used.
+    counter, stream : torch.Tensor
         int64 counters in ``[0, 2**32)``.
     """
-    return philox4x32(seed & MASK32, (seed >> 32) & MASK32, token, stream, offset & MASK32, (offset >> 32) & MASK32)[0]
+    return philox4x32(seed & MASK32, (seed >> 32) & MASK32, counter, stream, offset & MASK32, (offset >> 32) & MASK32)
+
+
+def token_words(seed, token, stream, offset):
+    """The 32-bit word of each token: word ``token % 4`` of the counter ``token // 4``."""
+    words = torch.stack(philox_words(seed, token >> 2, stream, offset), dim=-1)
+    return words.gather(-1, (token & 3).expand(words.shape[:-1]).unsqueeze(-1)).squeeze(-1)
 
 
 def uniform_from_words(words):
@@ -86,5 +93,5 @@ def gumbel_noise(seed, offset, stream, vocab_size, first_token=0):
         Global id of column 0 (a vocabulary shard starts past 0).
     """
     tokens = torch.arange(first_token, first_token + vocab_size, device=seed.device, dtype=torch.int64)
-    words = philox_words(seed[:, None], tokens[None, :], stream[:, None], offset[:, None])
+    words = token_words(seed[:, None], tokens[None, :], stream[:, None], offset[:, None])
     return -torch.log(-torch.log(uniform_from_words(words)))

@@ -20,6 +20,9 @@ except ImportError:  # pragma: no cover
 FLT_MAX = 3.4028234663852886e38
 BLOCK_DEFAULT = 2048  # columns per tile: 8 per thread keeps Philox under 100 registers, no spills
 NUM_WARPS = 8
+# Register ceiling handed to ptxas: without it ptxas picked 80 registers and spilled in the merge
+# kernel on sm_90 (and at other warp counts on sm_80); 128 x 256 threads still fits 2 programs per SM.
+MAX_REGISTERS = 128
 MAX_TILES_PER_PROGRAM = 64  # bounds the per-program tile records kept in registers
 PROGRAMS_PER_SM = 2  # split rows until the grid has about this many programs per SM
 
@@ -68,71 +71,111 @@ def _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, 
 
 
 @triton.jit
-def _tile_candidate(x, cols, thr, z_ref, inv_temp, greedy, seed, offset, stream, token_base,
-                    RETURN_LOGPROBS: tl.constexpr):
-    """Best kept token of one tile for threshold ``thr``; the noise counter is ``token_base + cols``.
+def _tile_columns(group0, token_base, BLOCK: tl.constexpr, WIDTH: tl.constexpr):
+    """Columns ``[BLOCK / WIDTH, WIDTH]`` of the tile whose global ids start at ``WIDTH * group0``.
 
-    Returns (score, column, logit, sum of exp((x - z_ref) * inv_temp) over kept, min kept logit).
-    The Gumbel noise is ``-log(-log(u))`` with ``u`` from the first Philox-4x32-10 word of
-    (key = seed, counter = (column, stream, offset lo, offset hi)), as in ``philox.gumbel_noise``.
+    Row ``i`` holds the WIDTH consecutive global ids of group ``group0 + i`` (16 bytes of logits
+    when WIDTH = 16 / itemsize): one 16-byte load and WIDTH / 4 Philox calls per row.
+    """
+    groups = group0 + tl.arange(0, BLOCK // WIDTH)
+    return (groups * WIDTH - token_base)[:, None] + tl.arange(0, WIDTH)[None, :], groups
+
+
+@triton.jit
+def _pick4(lane, w0, w1, w2, w3):
+    return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
+
+
+@triton.jit
+def _token_words(groups, seed, stream, offset, WIDTH: tl.constexpr):
+    """Philox word of every token of a ``[BLOCK / WIDTH, WIDTH]`` tile: token ``g`` takes word
+    ``g % 4`` of counter ``(g // 4, stream, offset lo, offset hi)`` under key ``seed``."""
+    off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
+    off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    lane = tl.arange(0, WIDTH)[None, :]
+    a0, a1, a2, a3 = tl.philox(seed, (groups * (WIDTH // 4))[:, None], stream, off_lo, off_hi)
+    if WIDTH == 4:
+        word = _pick4(lane, a0, a1, a2, a3)
+    else:
+        tl.static_assert(WIDTH == 8, "WIDTH is 4 (32-bit logits) or 8 (16-bit logits)")
+        b0, b1, b2, b3 = tl.philox(seed, (groups * 2 + 1)[:, None], stream, off_lo, off_hi)
+        word = tl.where(lane < 4, _pick4(lane, a0, a1, a2, a3), _pick4(lane - 4, b0, b1, b2, b3))
+    return word
+
+
+@triton.jit
+def _load_tile(row_ptr, cols, lo, hi):
+    """float32 logits of ``cols`` inside ``[lo, hi)`` (-inf outside), NaN as -inf, +inf as FLT_MAX."""
+    x = tl.load(row_ptr + cols, mask=(cols >= lo) & (cols < hi), other=float("-inf")).to(tl.float32)
+    x = tl.where(x == x, x, float("-inf"))
+    return tl.minimum(x, 3.4028234663852886e38)
+
+
+@triton.jit
+def _max2d(x):
+    return tl.max(tl.max(x, axis=1), axis=0)
+
+
+@triton.jit
+def _tile_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed, offset, stream,
+                    RETURN_LOGPROBS: tl.constexpr):
+    """Best kept token of one ``[BLOCK / WIDTH, WIDTH]`` tile for threshold ``thr``.
+
+    Returns (score, column, sum of exp((x - z_ref) * inv_temp) over kept, min kept logit); the
+    candidate's logit is read back later, by column, only where it is needed.  Token ``g`` gets
+    Gumbel noise ``-log(-log(u))``, ``u`` from word ``g % 4`` of Philox-4x32-10 with key = seed and
+    counter = (g // 4, stream, offset lo, offset hi), as ``philox.gumbel_noise``: one Philox call
+    serves four tokens.  Two block-wide reductions: the max score and the lowest column holding it.
     """
     keep = (x >= thr) & (x > float("-inf"))
     if greedy:
         score = x
     else:
-        off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
-        off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
-        word, _, _, _ = tl.philox(seed, cols + token_base, stream, off_lo, off_hi)
+        word = _token_words(groups, seed, stream, offset, x.shape[1])
         u = (word >> 9).to(tl.float32) * 1.1920928955078125e-07 + 5.960464477539063e-08
         score = tl.maximum(x * inv_temp - tl.log(-tl.log(u)), -3.4028234663852886e38)
     score = tl.where(keep, score, float("-inf"))
-    j = tl.argmax(score, axis=0, tie_break_left=True)
-    lane = tl.arange(0, x.shape[0])
-    best = tl.max(score, axis=0)
-    logit = tl.max(tl.where(lane == j, x, float("-inf")), axis=0)
+    best = _max2d(score)
+    col = tl.min(tl.min(tl.where(score == best, cols, 2147483647), axis=1), axis=0)
     if RETURN_LOGPROBS:
-        z = tl.sum(tl.where(keep, tl.exp((x - z_ref) * inv_temp), 0.0), axis=0)
-        min_kept = tl.min(tl.where(keep, x, float("inf")), axis=0)
+        z = tl.sum(tl.sum(tl.where(keep, tl.exp((x - z_ref) * inv_temp), 0.0), axis=1), axis=0)
+        min_kept = tl.min(tl.min(tl.where(keep, x, float("inf")), axis=1), axis=0)
     else:
         z = 0.0
         min_kept = 0.0
-    return best, tl.max(tl.where(lane == j, cols, 0), axis=0), logit, z, min_kept
-
-
-@triton.jit
-def _load_tile(row_ptr, cols, col_end):
-    x = tl.load(row_ptr + cols, mask=cols < col_end, other=float("-inf")).to(tl.float32)
-    x = tl.where(x == x, x, float("-inf"))  # NaN counts as -inf
-    return tl.minimum(x, 3.4028234663852886e38)  # +inf clamps to FLT_MAX
+    return best, col, z, min_kept
 
 
 @triton.jit
 def _scan_fixed(row_ptr, start, end, thr, row_max, inv_temp, greedy, seed, offset, stream, token_base,
-                RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr):
-    """Exact best kept token of columns [start, end) when the row max (so ``thr``) is known."""
+                RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, WIDTH: tl.constexpr):
+    """Exact best kept token of columns [start, end) when the row max (so ``thr``) is known.
+
+    Tiles are aligned on global ids (``token_base + column``) so that every Philox counter covers
+    four whole tokens; returns (score, column, logit, normaliser part, min kept logit).
+    """
     best = tl.full([], float("-inf"), tl.float32)
     best_col = start + tl.zeros([], tl.int32)
-    best_logit = tl.full([], float("-inf"), tl.float32)
     z = tl.zeros([], tl.float32)
     min_kept = tl.full([], float("inf"), tl.float32)
-    for tile_start in range(start, end, BLOCK):
-        cols = tile_start + tl.arange(0, BLOCK)
-        x = _load_tile(row_ptr, cols, end)
-        s, c, lg, zt, mk = _tile_candidate(x, cols, thr, row_max, inv_temp, greedy, seed, offset, stream,
-                                           token_base, RETURN_LOGPROBS)
-        better = s > best
-        best_col = tl.where(better, c, best_col)
-        best_logit = tl.where(better, lg, best_logit)
+    first = (start + token_base) // WIDTH
+    for group0 in range(first, (end + token_base + WIDTH - 1) // WIDTH, BLOCK // WIDTH):
+        cols, groups = _tile_columns(group0, token_base, BLOCK, WIDTH)
+        x = _load_tile(row_ptr, cols, start, end)
+        s, c, zt, mk = _tile_candidate(x, cols, groups, thr, row_max, inv_temp, greedy, seed, offset, stream,
+                                       RETURN_LOGPROBS)
+        best_col = tl.where(s > best, c, best_col)
         best = tl.maximum(best, s)
         z += zt
         min_kept = tl.minimum(min_kept, mk)
-    return best, best_col, best_logit, z, min_kept
+    logit = tl.where(best > float("-inf"), _load_tile(row_ptr, best_col, start, end), float("-inf"))
+    return best, best_col, logit, z, min_kept
 
 
 @triton.jit
 def _resolve(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_kept, row_max,
              row_ptr, seg_start, seg_len, col_end, delta, inv_temp, greedy, seed, offset, stream,
-             RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr):
+             RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, WIDTH: tl.constexpr):
     """Exact row result from per-segment records taken under thresholds that were too low.
 
     Segment ``k`` covers columns ``[seg_start + k*seg_len, ...)``.  Its record holds its max and its
@@ -153,7 +196,7 @@ def _resolve(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_k
         k = tl.min(tl.where(rescan, ids, seg_max.shape[0]), axis=0)
         lo = seg_start + k * seg_len
         s, c, lg, z, mk = _scan_fixed(row_ptr, lo, tl.minimum(lo + seg_len, col_end), thr, row_max, inv_temp,
-                                      greedy, seed, offset, stream, 0, RETURN_LOGPROBS, BLOCK)
+                                      greedy, seed, offset, stream, 0, RETURN_LOGPROBS, BLOCK, WIDTH)
         hit = ids == k
         seg_score = tl.where(hit, s, seg_score)
         seg_col = tl.where(hit, c, seg_col)
@@ -193,6 +236,7 @@ def _minp_sample_kernel(
     P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
     RETURN_LOGPROBS: tl.constexpr, SPLIT: tl.constexpr, BLOCK: tl.constexpr, MAX_TILES: tl.constexpr,
+    WIDTH: tl.constexpr,
 ):
     """Min-p sample of row ``program_id(0)``, columns of split ``program_id(1)``, in one read.
 
@@ -220,36 +264,39 @@ def _minp_sample_kernel(
     ids = tl.arange(0, MAX_TILES)
     rec_max = tl.full([MAX_TILES], float("-inf"), tl.float32)
     rec_score = tl.full([MAX_TILES], float("-inf"), tl.float32)
-    rec_col = tl.zeros([MAX_TILES], tl.int32)
-    rec_logit = tl.full([MAX_TILES], float("-inf"), tl.float32)
+    rec_col = tl.zeros([MAX_TILES], tl.int32) + col_start
     rec_z = tl.zeros([MAX_TILES], tl.float32)
     rec_z_ref = tl.zeros([MAX_TILES], tl.float32)
     rec_min_kept = tl.full([MAX_TILES], float("inf"), tl.float32)
     row_max = tl.full([], float("-inf"), tl.float32)
-    x_next = _load_tile(row_ptr, col_start + tl.arange(0, BLOCK), col_end)
+    group_start = col_start // WIDTH  # col_start is a multiple of BLOCK
+    cols_next, groups_next = _tile_columns(group_start, 0, BLOCK, WIDTH)
+    x_next = _load_tile(row_ptr, cols_next, col_start, col_end)
     for t in range(0, tl.cdiv(col_end - col_start, BLOCK)):
-        cols = col_start + t * BLOCK + tl.arange(0, BLOCK)
+        cols, groups = cols_next, groups_next
         x = x_next
         # Issue the next tile's load before this tile's math: two tiles in flight per program.
-        x_next = _load_tile(row_ptr, cols + BLOCK, col_end)
-        tile_max = tl.max(x, axis=0)
+        cols_next, groups_next = _tile_columns(group_start + (t + 1) * (BLOCK // WIDTH), 0, BLOCK, WIDTH)
+        x_next = _load_tile(row_ptr, cols_next, col_start, col_end)
+        tile_max = _max2d(x)
         row_max = tl.maximum(row_max, tile_max)
         thr = row_max + delta
         hit = ids == t
         rec_max = tl.where(hit, tile_max, rec_max)
         if tile_max >= thr:  # skip the noise for tiles with no token above the running threshold
-            s, c, lg, z, mk = _tile_candidate(x, cols, thr, row_max, inv_temp, greedy, seed, offset, stream, 0,
-                                              RETURN_LOGPROBS)
+            s, c, z, mk = _tile_candidate(x, cols, groups, thr, row_max, inv_temp, greedy, seed, offset, stream,
+                                          RETURN_LOGPROBS)
             rec_score = tl.where(hit, s, rec_score)
             rec_col = tl.where(hit, c, rec_col)
-            rec_logit = tl.where(hit, lg, rec_logit)
             rec_z = tl.where(hit, z, rec_z)
             rec_z_ref = tl.where(hit, row_max, rec_z_ref)
             rec_min_kept = tl.where(hit, mk, rec_min_kept)
+    # The candidates' logits, read back once per row (a gather of at most MAX_TILES values).
+    rec_logit = tl.where(rec_score > float("-inf"), _load_tile(row_ptr, rec_col, col_start, col_end), float("-inf"))
 
     best, best_col, best_logit, z, min_kept = _resolve(
         rec_max, rec_score, rec_col, rec_logit, rec_z, rec_z_ref, rec_min_kept, row_max, row_ptr, col_start,
-        BLOCK, col_end, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK)
+        BLOCK, col_end, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK, WIDTH)
     if SPLIT:
         record = partial_ptr + (row * tl.num_programs(1) + split) * 6
         tl.store(record + 0, row_max)
@@ -271,7 +318,7 @@ def _minp_merge_kernel(
     tokens_ptr, logprobs_ptr, partial_ptr, partial_col_ptr,
     P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
-    RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, MAX_SPLITS: tl.constexpr,
+    RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, MAX_SPLITS: tl.constexpr, WIDTH: tl.constexpr,
 ):
     """Merge the split records of row ``program_id(0)``; the same :func:`_resolve` as within a split.
 
@@ -295,7 +342,8 @@ def _minp_merge_kernel(
                                     offset_value, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
     best, best_col, best_logit, z, _ = _resolve(
         seg_max, seg_score, seg_col, seg_logit, seg_z, seg_max, seg_min_kept, row_max, logits_ptr + row * stride_row,
-        0, cols_per_program, vocab_size, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK)
+        0, cols_per_program, vocab_size, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK,
+        WIDTH)
     _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, tokens_ptr, logprobs_ptr,
                   RETURN_LOGPROBS)
 
@@ -308,7 +356,7 @@ def _minp_shard_kernel(
     out_ptr, out_col_ptr,
     P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
-    RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr,
+    RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, WIDTH: tl.constexpr,
 ):
     """Best kept token of a vocabulary shard when the global row max is known (vocab parallelism).
 
@@ -323,7 +371,8 @@ def _minp_shard_kernel(
     seed, offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride,
                                     offset_value, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
     best, col, logit, z, _ = _scan_fixed(logits_ptr + row * stride_row, 0, vocab_size, row_max + delta, row_max,
-                                         inv_temp, greedy, seed, offset, stream, token_base, RETURN_LOGPROBS, BLOCK)
+                                         inv_temp, greedy, seed, offset, stream, token_base, RETURN_LOGPROBS, BLOCK,
+                                         WIDTH)
     tl.store(out_ptr + row * 4 + 0, best)
     tl.store(out_ptr + row * 4 + 1, logit)
     tl.store(out_ptr + row * 4 + 2, z)
@@ -362,9 +411,16 @@ def plan_splits(batch, vocab, block, sm_count, num_splits=None):
     return cols_per_program, triton.cdiv(vocab, cols_per_program)
 
 
+def _width(logits_2d):
+    """Tokens per tile row: 16 bytes of logits (4 fp32 or 8 fp16 / bf16)."""
+    return 16 // logits_2d.element_size()
+
+
 def _launch_options(num_warps):
     # No FMA contraction: the score x * (1/T) + G must round exactly as the torch reference does.
-    return dict(num_warps=num_warps) if INTERPRETED else dict(num_warps=num_warps, enable_fp_fusion=False)
+    if INTERPRETED:
+        return dict(num_warps=num_warps)
+    return dict(num_warps=num_warps, enable_fp_fusion=False, maxnreg=MAX_REGISTERS)
 
 
 def _row_arguments(logits_2d, params: RowParams, temperature_first, return_logprobs, dummy):
@@ -393,7 +449,7 @@ def shard_candidates_triton(logits_2d, row_max, params: RowParams, temperature_f
     block = min(BLOCK_DEFAULT, max(16, triton.next_power_of_2(vocab)))
     _minp_shard_kernel[(batch,)](logits_2d, logits_2d.stride(0), vocab, token_base, row_max.float().contiguous(),
                                  *row_args, out, out.view(torch.int32), **flags, BLOCK=block,
-                                 **_launch_options(num_warps))
+                                 WIDTH=_width(logits_2d), **_launch_options(num_warps))
     return out[:, :3], out.view(torch.int32)[:, 3].to(torch.int64)
 
 
@@ -428,10 +484,11 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
     partial_col = partial.view(torch.int32)
     _minp_sample_kernel[(batch, splits)](
         logits_2d, logits_2d.stride(0), vocab, cols_per_program, *row_args,
-        tokens, logprobs, partial, partial_col, **flags, SPLIT=split, BLOCK=block, MAX_TILES=max_tiles, **launch)
+        tokens, logprobs, partial, partial_col, **flags, SPLIT=split, BLOCK=block, MAX_TILES=max_tiles,
+        WIDTH=_width(logits_2d), **launch)
     if split:
         _minp_merge_kernel[(batch,)](
             logits_2d, logits_2d.stride(0), vocab, cols_per_program, splits, *row_args,
             tokens, logprobs, partial, partial_col, **flags, BLOCK=block,
-            MAX_SPLITS=triton.next_power_of_2(splits), **launch)
+            MAX_SPLITS=triton.next_power_of_2(splits), WIDTH=_width(logits_2d), **launch)
     return tokens, (logprobs if return_logprobs else None)

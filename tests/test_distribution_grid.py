@@ -13,7 +13,7 @@ import torch
 from scipy import stats
 
 from minp_kernels._validation import RowParams
-from minp_kernels.philox import gumbel_noise, philox_words, uniform_from_words
+from minp_kernels.philox import gumbel_noise, token_words, uniform_from_words
 from minp_kernels.reference import minp_probs, sample_torch
 
 FAMILY_ALPHA = 1e-3
@@ -84,9 +84,9 @@ def test_wrong_samplers_fail_the_test(mistake):
 
 def test_philox_uniforms_are_uniform():
     """Kolmogorov-Smirnov on 200,000 uniforms from one stream, and on the first token across seeds."""
-    u = uniform_from_words(philox_words(torch.tensor(42), torch.arange(200_000), torch.tensor(0), torch.tensor(0)))
+    u = uniform_from_words(token_words(torch.tensor(42), torch.arange(200_000), torch.tensor(0), torch.tensor(0)))
     assert stats.kstest(u.numpy(), "uniform").pvalue > 1e-4
-    across_seeds = uniform_from_words(philox_words(torch.arange(200_000), torch.tensor(0), torch.tensor(0),
+    across_seeds = uniform_from_words(token_words(torch.arange(200_000), torch.tensor(0), torch.tensor(0),
                                                    torch.tensor(0)))
     assert stats.kstest(across_seeds.numpy(), "uniform").pvalue > 1e-4
 
@@ -100,8 +100,8 @@ def test_philox_streams_independent(neighbour):
     base = dict(seed=torch.tensor(7), stream=torch.tensor(3), offset=torch.tensor(11))
     moved = dict(base)
     moved[neighbour] = base[neighbour] + 1
-    a = uniform_from_words(philox_words(base["seed"], token, base["stream"], base["offset"]))
-    b = uniform_from_words(philox_words(moved["seed"], token, moved["stream"], moved["offset"]))
+    a = uniform_from_words(token_words(base["seed"], token, base["stream"], base["offset"]))
+    b = uniform_from_words(token_words(moved["seed"], token, moved["stream"], moved["offset"]))
     joint = torch.bincount((a * 10).long() * 10 + (b * 10).long(), minlength=100).numpy()
     assert stats.chisquare(joint).pvalue > 1e-4
     assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 5 / n**0.5

@@ -5,7 +5,7 @@ import triton
 import triton.language as tl
 
 from conftest import DEVICE
-from minp_kernels.philox import gumbel_noise, philox4x32, philox_words, uniform_from_words
+from minp_kernels.philox import gumbel_noise, philox4x32, philox_words, token_words, uniform_from_words
 
 # Known-answer vectors of Philox-4x32-10 from the Random123 distribution (kat_vectors).
 KAT = [
@@ -25,18 +25,26 @@ def test_known_answers():
 @triton.jit
 def _triton_words_kernel(out_ptr, seed, offset_lo, offset_hi, stream, n, BLOCK: tl.constexpr):
     cols = tl.arange(0, BLOCK)
-    word, _, _, _ = tl.philox(seed, cols, stream.to(tl.uint32), offset_lo.to(tl.uint32), offset_hi.to(tl.uint32))
-    tl.store(out_ptr + cols, word.to(tl.int64) & 0xFFFFFFFF, mask=cols < n)
+    words = tl.philox(seed, cols, stream.to(tl.uint32), offset_lo.to(tl.uint32), offset_hi.to(tl.uint32))
+    for k in tl.static_range(4):
+        tl.store(out_ptr + k * n + cols, words[k].to(tl.int64) & 0xFFFFFFFF, mask=cols < n)
 
 
 def test_matches_triton_philox():
     n = 1000
     for seed, offset, stream in [(0, 0, 0), (123456789012345, 2**40 + 17, 5), (-1, -2, 2**31 + 3)]:
-        out = torch.empty(n, dtype=torch.int64, device=DEVICE)
+        out = torch.empty(4, n, dtype=torch.int64, device=DEVICE)
         offset_u = offset % 2**64
         _triton_words_kernel[(1,)](out, seed, offset_u & 0xFFFFFFFF, offset_u >> 32, stream % 2**32, n, BLOCK=1024)
         ours = philox_words(torch.tensor(seed), torch.arange(n), torch.tensor(stream % 2**32), torch.tensor(offset))
-        assert torch.equal(out.cpu(), ours)
+        assert torch.equal(out.cpu(), torch.stack(ours))
+
+
+def test_token_words_use_all_four_outputs():
+    seed, stream, offset = torch.tensor(3), torch.tensor(1), torch.tensor(9)
+    words = philox_words(seed, torch.arange(5), stream, offset)
+    tokens = token_words(seed, torch.arange(20), stream, offset)
+    assert torch.equal(tokens, torch.stack(words, dim=1).flatten())
 
 
 def test_uniforms_open_interval_and_exact():
@@ -53,3 +61,4 @@ def test_noise_is_keyed_by_row_inputs_only():
     assert not torch.equal(g[0], g[1]) and not torch.equal(g[0], g[2])
     assert torch.equal(g[0], gumbel_noise(seed[:1], offset[:1], stream[:1], 64)[0])
     assert torch.equal(g[0, :10], gumbel_noise(seed[:1], offset[:1], stream[:1], 10)[0])
+    assert torch.equal(g[0, 7:30], gumbel_noise(seed[:1], offset[:1], stream[:1], 23, first_token=7)[0])

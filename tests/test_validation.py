@@ -63,3 +63,21 @@ def test_seed_bit_patterns_agree():
 def test_param_on_other_device():
     with pytest.raises(ValueError, match=r"p_base: expected a tensor on cuda"):
         minp_kernels.sample(X.cuda(), torch.full((3,), 0.1), 1.0)  # p_base left on the CPU
+
+
+def test_triton_backend_on_cpu_without_interpreter_is_a_clear_error():
+    """Without TRITON_INTERPRET the kernels are GPU kernels: CPU tensors get a ValueError, not a crash."""
+    import os
+    import subprocess
+    import sys
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the triton backend is real here and CPU tensors are another case")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = ("import torch, minp_kernels\n"
+            "try:\n"
+            "    minp_kernels.sample(torch.randn(2, 5), 0.1, 1.0, backend='triton')\n"
+            "except ValueError as e:\n"
+            "    print('ValueError:', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert "ValueError: backend: 'triton' expected CUDA tensors or TRITON_INTERPRET=1" in out.stdout, out.stderr

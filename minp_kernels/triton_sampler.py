@@ -5,6 +5,7 @@ spread over many programs.  See :func:`_minp_sample_kernel` for the algorithm an
 """
 
 import math
+import struct
 
 import torch
 import triton
@@ -432,7 +433,8 @@ def _row_arguments(logits_2d, params: RowParams, temperature_first, return_logpr
         p_args = (params.p_base, params.p_base.stride(0), 0.0, True)
     else:
         log_p = math.log(params.p_base) if params.p_base > 0 else float("-inf")
-        p_args = (logits_2d, 0, float(torch.tensor(log_p, dtype=torch.float32)), False)
+        # Round ln(p_base) to float32 on the host (struct rounds to nearest, as torch's cast does).
+        p_args = (logits_2d, 0, struct.unpack("f", struct.pack("f", log_p))[0], False)
     t_ptr, t_stride, t_value, t_per_row = _scalar_or_ptr(params.temp, logits_2d)
     s_ptr, s_stride, s_value, s_from_ptr = _scalar_or_ptr(params.seed, dummy)
     o_ptr, o_stride, o_value, o_from_ptr = _scalar_or_ptr(params.offset, dummy)

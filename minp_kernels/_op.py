@@ -13,6 +13,17 @@ import torch
 from ._validation import RowParams
 
 
+def run_backend(backend, logits_2d, params: RowParams, temperature_first, return_logprobs):
+    """(tokens, logprobs or None) from the Triton kernel or the torch sampler."""
+    if backend == "triton":
+        from .triton_sampler import sample_triton  # imported on first use: triton is heavy to import
+
+        return sample_triton(logits_2d, params, temperature_first, return_logprobs)
+    from .reference import sample_torch
+
+    return sample_torch(logits_2d, params, temperature_first, return_logprobs)
+
+
 @torch.library.custom_op("minp_kernels::sample", mutates_args=())
 def sample_op(logits: torch.Tensor, p_base: torch.Tensor, temp: torch.Tensor, seed: torch.Tensor,
               offset: torch.Tensor, seed_shared: bool, temperature_first: bool, return_logprobs: bool,
@@ -20,14 +31,7 @@ def sample_op(logits: torch.Tensor, p_base: torch.Tensor, temp: torch.Tensor, se
     batch = logits.shape[0]
     params = RowParams(p_base.expand(batch), temp.expand(batch), seed.expand(batch) if not seed_shared else seed,
                        offset.expand(batch), seed_shared)
-    if backend == "triton":
-        from .triton_sampler import sample_triton
-
-        tokens, logprobs = sample_triton(logits, params, temperature_first, return_logprobs)
-    else:
-        from .reference import sample_torch
-
-        tokens, logprobs = sample_torch(logits, params, temperature_first, return_logprobs)
+    tokens, logprobs = run_backend(backend, logits, params, temperature_first, return_logprobs)
     return tokens, logprobs if logprobs is not None else logits.new_empty(0, dtype=torch.float32)
 
 

@@ -2,9 +2,8 @@
 
 import torch
 
-from ._op import call_op
+from ._op import call_op, run_backend
 from ._validation import check_values_strict, validate_backend, validate_logits, validate_params
-from .reference import sample_torch
 
 
 def sample(logits, p_base, temp, *, seed=None, offset=0, generator=None, temperature_first=False,
@@ -67,12 +66,8 @@ def sample(logits, p_base, temp, *, seed=None, offset=0, generator=None, tempera
                             torch.empty(0, dtype=torch.float32, device=logits_2d.device))
     elif torch.compiler.is_compiling():  # opaque to dynamo / inductor: no graph break, same tokens
         tokens, logprobs = call_op(logits_2d, params, temperature_first, return_logprobs, backend)
-    elif backend == "triton":
-        from .triton_sampler import sample_triton
-
-        tokens, logprobs = sample_triton(logits_2d, params, temperature_first, return_logprobs)
     else:
-        tokens, logprobs = sample_torch(logits_2d, params, temperature_first, return_logprobs)
+        tokens, logprobs = run_backend(backend, logits_2d, params, temperature_first, return_logprobs)
     if was_1d:
         tokens = tokens[0]
         logprobs = logprobs[0] if logprobs is not None else None

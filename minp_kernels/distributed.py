@@ -15,9 +15,7 @@ import torch
 import torch.distributed as dist
 
 from ._validation import validate_backend, validate_logits, validate_params
-from .reference import sanitize_logits, shard_candidates_torch
-
-_FIELDS = 4  # score, logit, normaliser part, global id (float64 keeps ids exact up to 2**53)
+from .reference import row_constants, row_tensor, sanitize_logits, shard_candidates_torch
 
 
 def sample(local_logits, p_base, temp, *, vocab_start, group=None, seed=None, offset=0, temperature_first=False,
@@ -60,6 +58,7 @@ def sample(local_logits, p_base, temp, *, vocab_start, group=None, seed=None, of
         fields, col = shard_candidates_triton(logits_2d, row_max, params, temperature_first, vocab_start)
     else:
         fields, col = shard_candidates_torch(logits_2d, row_max, params, temperature_first, vocab_start)
+    # Record: score, logit, normaliser part, global id (float64 keeps ids exact up to 2**53).
     record = torch.cat([fields.double(), (col + vocab_start).double()[:, None]], dim=1)
     gathered = [torch.empty_like(record) for _ in range(dist.get_world_size(group))]
     dist.all_gather(gathered, record, group=group)  # world_size * B * 32 bytes
@@ -75,8 +74,6 @@ def sample(local_logits, p_base, temp, *, vocab_start, group=None, seed=None, of
         return result
     logit = torch.where(ids == winner_id, records[..., 1], float("-inf")).max(dim=0).values
     log_norm = torch.log(records[..., 2].sum(dim=0))
-    from .reference import row_constants, row_tensor
-
     inv_temp, _, greedy = row_constants(row_tensor(params.p_base, batch, logits_2d.device, torch.float64),
                                         row_tensor(params.temp, batch, logits_2d.device, torch.float32),
                                         temperature_first)

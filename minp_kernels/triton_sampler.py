@@ -415,6 +415,11 @@ def plan_splits(batch, vocab, block, sm_count, num_splits=None):
     return cols_per_program, triton.cdiv(vocab, cols_per_program)
 
 
+def _block_for(vocab):
+    """Tile columns: the default, or the vocabulary rounded up to a power of two when smaller."""
+    return min(BLOCK_DEFAULT, max(16, triton.next_power_of_2(vocab)))
+
+
 def _width(logits_2d):
     """Tokens per tile row: 16 bytes of logits (4 fp32 or 8 fp16 / bf16)."""
     return 16 // logits_2d.element_size()
@@ -451,7 +456,7 @@ def shard_candidates_triton(logits_2d, row_max, params: RowParams, temperature_f
     batch, vocab = logits_2d.shape
     out = torch.empty((batch, 4), device=logits_2d.device, dtype=torch.float32)
     row_args, flags = _row_arguments(logits_2d, params, temperature_first, True, out)
-    block = min(BLOCK_DEFAULT, max(16, triton.next_power_of_2(vocab)))
+    block = _block_for(vocab)
     _minp_shard_kernel[(batch,)](logits_2d, logits_2d.stride(0), vocab, token_base, row_max.float().contiguous(),
                                  *row_args, out, out.view(torch.int32), **flags, BLOCK=block,
                                  WIDTH=_width(logits_2d), **_launch_options(num_warps))
@@ -474,7 +479,7 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
     """
     batch, vocab = logits_2d.shape
     device = logits_2d.device
-    block = block or min(BLOCK_DEFAULT, max(16, triton.next_power_of_2(vocab)))
+    block = block or _block_for(vocab)
     cols_per_program, splits = plan_splits(batch, vocab, block, _sm_count(device), num_splits)
     max_tiles = triton.next_power_of_2(cols_per_program // block)
 

@@ -17,7 +17,7 @@ import subprocess
 import torch
 
 import minp_kernels
-from minp_kernels._validation import RowParams
+from minp_kernels.params import RowParams
 from minp_kernels.reference import sample_torch
 
 VOCABS = [128256, 32000, 151936, 262144]  # the headline vocabulary first: a cut-short run keeps it

@@ -1,7 +1,7 @@
 """Sweep the kernel's launch parameters (tile size, warps) on a few shapes: ``python -m benchmarks.tune``.
 
 Prints median microseconds and GB/s (one read of the logits) per configuration; the defaults in
-``minp_kernels/triton_sampler.py`` come from this table (see benchmarks/NOTES.md).
+``minp_kernels/launch.py`` come from this table (see benchmarks/NOTES.md).
 """
 
 import argparse
@@ -10,8 +10,8 @@ import json
 import torch
 
 from benchmarks.run import bench_us
-from minp_kernels._validation import RowParams
-from minp_kernels.triton_sampler import sample_triton
+from minp_kernels.params import RowParams
+from minp_kernels.launch import sample_triton
 
 CONFIGS = [(1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16), (8192, 16)]
 SHAPES = [(128, 128256, torch.float32), (128, 128256, torch.bfloat16), (512, 151936, torch.bfloat16),

@@ -6,17 +6,16 @@ Scalars reach the op as tensors; ``seed_shared`` keeps the scalar-seed stream la
 the Philox counter), so the op draws exactly what the eager call draws.
 """
 
-from typing import Tuple
 
 import torch
 
-from ._validation import RowParams
+from .params import RowParams
 
 
 def run_backend(backend, logits_2d, params: RowParams, temperature_first, return_logprobs):
     """(tokens, logprobs or None) from the Triton kernel or the torch sampler."""
     if backend == "triton":
-        from .triton_sampler import sample_triton  # imported on first use: triton is heavy to import
+        from .launch import sample_triton  # imported on first use: triton is heavy to import
 
         return sample_triton(logits_2d, params, temperature_first, return_logprobs)
     from .reference import sample_torch
@@ -27,7 +26,7 @@ def run_backend(backend, logits_2d, params: RowParams, temperature_first, return
 @torch.library.custom_op("minp_kernels::sample", mutates_args=())
 def sample_op(logits: torch.Tensor, p_base: torch.Tensor, temp: torch.Tensor, seed: torch.Tensor,
               offset: torch.Tensor, seed_shared: bool, temperature_first: bool, return_logprobs: bool,
-              backend: str) -> Tuple[torch.Tensor, torch.Tensor]:
+              backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     batch = logits.shape[0]
     params = RowParams(p_base.expand(batch), temp.expand(batch), seed.expand(batch) if not seed_shared else seed,
                        offset.expand(batch), seed_shared)

@@ -8,34 +8,15 @@ value checks in :func:`check_values_strict`, which do.
 
 import math
 import numbers
-from dataclasses import dataclass
-from typing import Optional, Union
 
 import torch
+
+from .params import RowParams
 
 LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BACKENDS = ("auto", "triton", "torch")
 INT64_MIN, UINT64_END = -(2**63), 2**64
 
-RowValue = Union[float, torch.Tensor]
-RowInt = Union[int, torch.Tensor]
-
-
-@dataclass
-class RowParams:
-    """Per-row sampling parameters after validation.
-
-    Each field is a Python scalar shared by all rows or a 1-D tensor on the logits' device with one
-    entry per row.  ``seed`` may also be a 1-element tensor (a seed drawn from a generator) shared by
-    all rows; ``seed_shared`` says whether rows share one seed, in which case the row index becomes
-    part of the Philox counter so that rows still draw independent noise.
-    """
-
-    p_base: RowValue
-    temp: RowValue
-    seed: RowInt
-    offset: RowInt
-    seed_shared: bool
 
 
 def _describe(value):
@@ -100,23 +81,15 @@ def validate_row_int(name, value, batch, device):
 
 
 def validate_backend(backend, device):
-    """Resolve ``"auto"`` and check that the backend can run on ``device``."""
+    """Resolve ``"auto"``; the launcher itself refuses CPU tensors without the interpreter."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         return "triton" if device.type == "cuda" else "torch"
-    if backend == "triton" and device.type != "cuda":
-        from . import triton_sampler
-
-        if not triton_sampler.INTERPRETED:
-            raise ValueError(
-                f"backend: 'triton' expected CUDA tensors or TRITON_INTERPRET=1 set before importing "
-                f"minp_kernels, got tensors on {device} without the interpreter"
-            )
     return backend
 
 
-def validate_params(logits_2d, p_base, temp, seed, offset, generator: Optional[torch.Generator]):
+def validate_params(logits_2d, p_base, temp, seed, offset, generator: torch.Generator | None):
     """Validate the per-row parameters and draw a shared seed when ``seed`` is None."""
     batch, device = logits_2d.shape[0], logits_2d.device
     p_base = validate_row_float("p_base", p_base, batch, device, upper=1.0)

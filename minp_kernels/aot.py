@@ -40,9 +40,10 @@ def _sources(block, max_tiles):
     """Yield (label, ASTSource) for every specialisation."""
     from triton.compiler import ASTSource
 
-    from . import triton_sampler as ts
+    from . import kernels as ts
+    from .launch import INTERPRETED
 
-    if ts.INTERPRETED:
+    if INTERPRETED:
         raise RuntimeError("unset TRITON_INTERPRET: the interpreter replaces the kernels that AOT compiles")
     common = dict(SEED_FROM_PTR=True, SEED_SHARED=False, OFFSET_FROM_PTR=True, TEMPERATURE_FIRST=False)
     for dtype, ptr in DTYPES.items():
@@ -77,7 +78,7 @@ def resource_report(archs=(80, 90), block=None, max_tiles=None):
     import triton
     from triton.backends.compiler import GPUTarget
 
-    from .triton_sampler import BLOCK_DEFAULT, MAX_REGISTERS, MAX_TILES_PER_PROGRAM, NUM_WARPS
+    from .launch import BLOCK_DEFAULT, MAX_REGISTERS, MAX_TILES_PER_PROGRAM, NUM_WARPS
 
     block = block or BLOCK_DEFAULT
     max_tiles = max_tiles or MAX_TILES_PER_PROGRAM

@@ -53,7 +53,7 @@ def sample(local_logits, p_base, temp, *, vocab_start, group=None, seed=None, of
     dist.all_reduce(row_max, op=dist.ReduceOp.MAX, group=group)  # B floats on the wire
 
     if backend == "triton":
-        from .triton_sampler import shard_candidates_triton
+        from .launch import shard_candidates_triton
 
         fields, col = shard_candidates_triton(logits_2d, row_max, params, temperature_first, vocab_start)
     else:

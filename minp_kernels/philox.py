@@ -1,6 +1,6 @@
 """Counter-based Philox-4x32-10 noise, written with torch integer ops.
 
-The Triton kernel (:mod:`minp_kernels.triton_sampler`) draws the same stream with
+The Triton kernel (:mod:`minp_kernels.kernels`) draws the same stream with
 ``tl.umulhi`` on ``uint32``; this module is the bit-exact torch twin used by the
 reference sampler, so both backends see identical Gumbel noise.
 

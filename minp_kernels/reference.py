@@ -13,8 +13,8 @@ must reproduce bit for bit:
 
 import torch
 
+from .params import RowParams
 from .philox import gumbel_noise
-from ._validation import RowParams
 
 FLT_MAX = torch.finfo(torch.float32).max
 NEG_INF = float("-inf")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy import stats
 
-from minp_kernels._validation import RowParams
+from minp_kernels.params import RowParams
 from minp_kernels.philox import gumbel_noise, token_words, uniform_from_words
 from minp_kernels.reference import minp_probs, sample_torch
 

@@ -18,7 +18,7 @@ import torch
 
 import minp_kernels
 from minp_kernels.params import RowParams
-from minp_kernels.reference import sample_torch
+from minp_kernels.torch_sampler import sample_torch
 
 VOCABS = [128256, 32000, 151936, 262144]  # the headline vocabulary first: a cut-short run keeps it
 BATCHES = [1, 8, 32, 128, 512]

@@ -18,7 +18,7 @@ def run_backend(backend, logits_2d, params: RowParams, temperature_first, return
         from .launch import sample_triton  # imported on first use: triton is heavy to import
 
         return sample_triton(logits_2d, params, temperature_first, return_logprobs)
-    from .reference import sample_torch
+    from .torch_sampler import sample_torch
 
     return sample_torch(logits_2d, params, temperature_first, return_logprobs)
 

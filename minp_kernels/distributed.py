@@ -15,7 +15,8 @@ import torch
 import torch.distributed as dist
 
 from ._validation import validate_backend, validate_logits, validate_params
-from .reference import row_constants, row_tensor, sanitize_logits, shard_candidates_torch
+from .reference import row_constants, row_tensor, sanitize_logits
+from .torch_sampler import shard_candidates_torch
 
 
 def sample(local_logits, p_base, temp, *, vocab_start, group=None, seed=None, offset=0, temperature_first=False,

@@ -3,8 +3,8 @@
 import torch
 
 from minp_kernels._validation import validate_logits, validate_params
-from minp_kernels.reference import sample_torch
 from minp_kernels.launch import sample_triton
+from minp_kernels.torch_sampler import sample_torch
 
 
 def lm_like_logits(batch, vocab, dtype=torch.float32, device="cpu", seed=0):

@@ -14,7 +14,8 @@ from scipy import stats
 
 from minp_kernels.params import RowParams
 from minp_kernels.philox import gumbel_noise, token_words, uniform_from_words
-from minp_kernels.reference import minp_probs, sample_torch
+from minp_kernels.reference import minp_probs
+from minp_kernels.torch_sampler import sample_torch
 
 FAMILY_ALPHA = 1e-3
 GRID = list(itertools.product([8, 64], [0.02, 0.1, 0.3], [0.3, 1.0, 1.5, 3.0], [False, True]))

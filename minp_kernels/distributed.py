@@ -1,6 +1,7 @@
 """Vocab-parallel min-p sampling for tensor-parallel serving.
 
-Each rank holds ``[B, V_local]`` logits for global ids ``vocab_start .. vocab_start + V_local``.
+Each rank holds ``[B, V_local]`` logits for global ids ``vocab_start .. vocab_start + V_local``
+(``vocab_start`` is the shard's ``token_base``: the global id of its column 0).
 Instead of all-gathering ``B * V`` logits, :func:`sample` moves ``O(B * world_size)`` bytes:
 
 1. all-reduce (MAX) of the ``B`` local row maxima: the global threshold ``m + delta``;
@@ -11,16 +12,21 @@ Because the noise depends only on (seed, offset, stream, global id), the result 
 :func:`minp_kernels.sample` returns on the concatenated logits with the same seed and offset.
 """
 
+import numbers
+
 import torch
 import torch.distributed as dist
 
 from ._validation import validate_backend, validate_logits, validate_params
+from .params import RowInt, RowValue, invalid_rows
 from .reference import row_constants, row_tensor, sanitize_logits
 from .torch_sampler import shard_candidates_torch
 
 
-def sample(local_logits, p_base, temp, *, vocab_start, group=None, seed=None, offset=0, temperature_first=False,
-           return_logprobs=False, backend="auto"):
+def sample(local_logits: torch.Tensor, p_base: RowValue, temp: RowValue, *, vocab_start: int,
+           group: dist.ProcessGroup | None = None, seed: RowInt | None = None, offset: RowInt = 0,
+           temperature_first: bool = False, return_logprobs: bool = False,
+           backend: str = "auto") -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Min-p sample rows whose vocabulary is split across the ranks of ``group``.
 
     Parameters
@@ -39,12 +45,15 @@ def sample(local_logits, p_base, temp, *, vocab_start, group=None, seed=None, of
     -------
     torch.Tensor or tuple of torch.Tensor
         The same int64 global token ids ``[B]`` on every rank (``-1`` where no rank has a finite
-        logit), and log-probabilities with ``return_logprobs``.
+        logit or the row's per-row ``p_base`` / ``temp`` is invalid), and log-probabilities with
+        ``return_logprobs`` (NaN where the token is ``-1``).
     """
     logits_2d, was_1d = validate_logits(local_logits)
     backend = validate_backend(backend, logits_2d.device)
-    if not isinstance(vocab_start, int) or vocab_start < 0:
-        raise ValueError(f"vocab_start: expected an int >= 0, got {vocab_start!r}")
+    if isinstance(vocab_start, bool) or not isinstance(vocab_start, numbers.Integral):
+        raise TypeError(f"vocab_start: expected an int, got {type(vocab_start).__name__}")
+    if vocab_start < 0:
+        raise ValueError(f"vocab_start: expected an int >= 0, got {vocab_start}")
     params = validate_params(logits_2d, p_base, temp, seed, offset, None)
     if seed is None:
         dist.broadcast(params.seed, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
@@ -69,7 +78,8 @@ def sample(local_logits, p_base, temp, *, vocab_start, group=None, seed=None, of
     best = score.max(dim=0).values
     # Lowest global id among equal best scores: the unsharded argmax's tie rule.
     winner_id = torch.where(score == best, ids, float("inf")).min(dim=0).values
-    tokens = torch.where(row_max == float("-inf"), -1, winner_id.to(torch.int64))
+    no_token = (row_max == float("-inf")) | invalid_rows(params, batch, logits_2d.device)
+    tokens = torch.where(no_token, -1, winner_id.to(torch.int64))
     result = tokens[0] if was_1d else tokens
     if not return_logprobs:
         return result

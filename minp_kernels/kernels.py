@@ -1,64 +1,144 @@
-"""Triton kernels of the min-p sampler (device code only; :mod:`minp_kernels.launch` launches them).
+"""Triton kernels of the min-p sampler: device code only (:mod:`minp_kernels.launch` launches them).
 
-See :func:`_minp_sample_kernel` for the algorithm and byte count.
+The math (``reference.py`` holds the readable definition, ``philox.py`` the noise stream layout):
+keep ``x_i >= m + delta`` (``m`` the row max, ``delta = ln p_base`` or ``T ln p_base``) and return
+``argmax over kept i of max(x_i * (1/T) + G_i, -FLT_MAX)``, lowest column on ties.
+
+Kernels:
+
+* :func:`minp_sample_kernel`: the whole batch in one launch.  Program ``(row, split)`` reads its
+  columns once; when a row is split over several programs the last one to finish (an atomic ticket
+  per row) merges the split records, so every batch size is one launch.
+* :func:`minp_shard_kernel`: one vocabulary shard when the global row max is already known
+  (vocab-parallel sampling, :mod:`minp_kernels.distributed`).
+
+Why the single pass is exact: the threshold needs ``m``, known only at the end, so the pass keeps,
+per tile, the tile max and the best token under the *running* threshold (never above the final
+one).  At the end a tile whose candidate is itself kept under the final threshold holds the tile's
+true best (best of a superset, inside the subset); only tiles whose candidate fell below it and
+could still win are read again (:func:`_resolve`).
+
+Why it is cheap: noise (Philox and two logarithms per token) is computed only for *groups* of
+``GROUP_ROWS * WIDTH`` tokens, one row of the layout per thread, that hold a token above the
+running threshold; on LM-like rows that is a few percent of the tokens.  A tile with no such token
+costs one 16-byte load per thread-row and a max.  ``benchmarks/NOTES.md`` has the cost model.
 """
 
 import triton
 import triton.language as tl
 
+from .philox import UNIFORM_BIAS, UNIFORM_SCALE, UNIFORM_SHIFT
+
+FLT_MAX: tl.constexpr = tl.constexpr(3.4028234663852886e38)
+INT32_MAX: tl.constexpr = tl.constexpr(2147483647)
+U_SHIFT: tl.constexpr = tl.constexpr(UNIFORM_SHIFT)
+U_SCALE: tl.constexpr = tl.constexpr(UNIFORM_SCALE)
+U_BIAS: tl.constexpr = tl.constexpr(UNIFORM_BIAS)
+
+# Split record: float32 words written by each (row, split) program, the column as int32 bits.
+SPLIT_RECORD_WORDS: tl.constexpr = tl.constexpr(6)
+SPLIT_ROW_MAX: tl.constexpr = tl.constexpr(0)
+SPLIT_SCORE: tl.constexpr = tl.constexpr(1)
+SPLIT_LOGIT: tl.constexpr = tl.constexpr(2)
+SPLIT_Z: tl.constexpr = tl.constexpr(3)
+SPLIT_MIN_KEPT: tl.constexpr = tl.constexpr(4)
+SPLIT_COLUMN: tl.constexpr = tl.constexpr(5)
+# Shard record: float32 words per row of a vocabulary shard, the column as int32 bits.
+SHARD_RECORD_WORDS: tl.constexpr = tl.constexpr(4)
+SHARD_SCORE: tl.constexpr = tl.constexpr(0)
+SHARD_LOGIT: tl.constexpr = tl.constexpr(1)
+SHARD_Z: tl.constexpr = tl.constexpr(2)
+SHARD_COLUMN: tl.constexpr = tl.constexpr(3)
+
 
 # ---------------------------------------------------------------------------------------------
-# Device helpers
+# Per-row constants
 # ---------------------------------------------------------------------------------------------
 @triton.jit
-def _row_constants(row, p_ptr, p_stride, log_p_value, temp_ptr, temp_stride, temp_value,
-                   P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr):
-    """(inv_temp, delta, greedy) of one row; twin of ``reference.row_constants``."""
-    if P_PER_ROW:
-        log_p = tl.log(tl.load(p_ptr + row * p_stride).to(tl.float64)).to(tl.float32)
+def _row_constants(row, p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
+                   P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr):
+    """(inv_temp, delta, greedy, invalid) of one row; twin of ``reference.row_constants``.
+
+    ``invalid``: a per-row ``p_base`` outside ``[0, 1]`` or NaN, or a per-row ``temp`` below 0 or
+    NaN (scalars were checked on the host); such a row returns token -1.
+    """
+    invalid = row < 0  # False, as a scalar tensor
+    if P_BASE_FROM_PTR:
+        p_base = tl.load(p_base_ptr + row * p_base_stride)
+        invalid = invalid | (p_base != p_base) | (p_base < 0) | (p_base > 1)
+        log_p = tl.log(p_base.to(tl.float64)).to(tl.float32)
     else:
-        log_p = log_p_value
-    if TEMP_PER_ROW:
-        temp = tl.load(temp_ptr + row * temp_stride).to(tl.float32)
+        log_p = log_p_base
+    if TEMP_FROM_PTR:
+        temp_row = tl.load(temp_ptr + row * temp_stride)
+        invalid = invalid | (temp_row != temp_row) | (temp_row < 0)
+        temp_row = temp_row.to(tl.float32)
     else:
-        temp = temp_value + 0.0
-    inv_temp = tl.math.div_rn(tl.full([], 1.0, tl.float32), temp)
+        temp_row = temp + 0.0
+    inv_temp = tl.math.div_rn(tl.full([], 1.0, tl.float32), temp_row)
     greedy = inv_temp == float("inf")
     if TEMPERATURE_FIRST:
-        delta = tl.where(log_p == 0.0, 0.0, temp * log_p)
+        delta = tl.where(log_p == 0.0, 0.0, temp_row * log_p)
     else:
         delta = log_p + 0.0
-    return inv_temp, tl.where(greedy, 0.0, delta), greedy
+    return inv_temp, tl.where(greedy, 0.0, delta), greedy, invalid
 
 
 @triton.jit
-def _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, offset_value,
+def _row_rng(row, seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
              SEED_FROM_PTR: tl.constexpr, SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr):
     """(seed, offset, stream) of one row: the Philox key and the counter words besides the token."""
     if SEED_FROM_PTR:
-        seed = tl.load(seed_ptr + row * seed_stride)
+        seed_row = tl.load(seed_ptr + row * seed_stride)
     else:
-        seed = seed_value + tl.zeros([], tl.int64)
+        seed_row = seed + tl.zeros([], tl.int64)
     if OFFSET_FROM_PTR:
-        offset = tl.load(offset_ptr + row * offset_stride)
+        offset_row = tl.load(offset_ptr + row * offset_stride)
     else:
-        offset = offset_value + tl.zeros([], tl.int64)
+        offset_row = offset + tl.zeros([], tl.int64)
     if SEED_SHARED:
         stream = row.to(tl.uint32)
     else:
         stream = (row * 0).to(tl.uint32)
-    return seed, offset, stream
+    return seed_row, offset_row, stream
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiles: [ROWS, WIDTH] blocks, each row WIDTH consecutive tokens (16 bytes of logits)
+# ---------------------------------------------------------------------------------------------
+@triton.jit
+def _tile_columns(group0, token_base, ROWS: tl.constexpr, WIDTH: tl.constexpr):
+    """Columns ``[ROWS, WIDTH]`` of the tile whose first token has global id ``WIDTH * group0``.
+
+    Row ``i`` holds the WIDTH global ids of group ``group0 + i``: one 16-byte load and WIDTH / 4
+    Philox calls per row.  Column = global id - ``token_base``.
+    """
+    groups = group0 + tl.arange(0, ROWS)
+    return (groups * WIDTH - token_base)[:, None] + tl.arange(0, WIDTH)[None, :], groups
 
 
 @triton.jit
-def _tile_columns(group0, token_base, BLOCK: tl.constexpr, WIDTH: tl.constexpr):
-    """Columns ``[BLOCK / WIDTH, WIDTH]`` of the tile whose global ids start at ``WIDTH * group0``.
+def _load_raw(row_ptr, cols, lo, hi):
+    """float32 logits of ``cols`` inside ``[lo, hi)``, -inf outside; NaN and +inf left as they are."""
+    return tl.load(row_ptr + cols, mask=(cols >= lo) & (cols < hi), other=float("-inf")).to(tl.float32)
 
-    Row ``i`` holds the WIDTH consecutive global ids of group ``group0 + i`` (16 bytes of logits
-    when WIDTH = 16 / itemsize): one 16-byte load and WIDTH / 4 Philox calls per row.
-    """
-    groups = group0 + tl.arange(0, BLOCK // WIDTH)
-    return (groups * WIDTH - token_base)[:, None] + tl.arange(0, WIDTH)[None, :], groups
+
+@triton.jit
+def _sanitize(x):
+    """NaN as -inf, +inf as FLT_MAX (the reference's ``sanitize_logits``)."""
+    return tl.minimum(tl.where(x == x, x, float("-inf")), FLT_MAX)
+
+
+@triton.jit
+def _max2d(x):
+    return tl.max(tl.max(x, axis=1), axis=0)
+
+
+@triton.jit
+def _tile_max(x):
+    """Max of a raw tile as the sanitised tile's max: ``tl.max`` skips NaN, so clamp only the scalar."""
+    m = _max2d(x)
+    return tl.minimum(tl.where(m == m, m, float("-inf")), FLT_MAX)
 
 
 @triton.jit
@@ -68,8 +148,7 @@ def _pick4(lane, w0, w1, w2, w3):
 
 @triton.jit
 def _token_words(groups, seed, stream, offset, WIDTH: tl.constexpr):
-    """Philox word of every token of a ``[BLOCK / WIDTH, WIDTH]`` tile: token ``g`` takes word
-    ``g % 4`` of counter ``(g // 4, stream, offset lo, offset hi)`` under key ``seed``."""
+    """Philox word of every token of a ``[ROWS, WIDTH]`` tile (layout: ``minp_kernels.philox``)."""
     off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
     off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
     lane = tl.arange(0, WIDTH)[None, :]
@@ -84,39 +163,23 @@ def _token_words(groups, seed, stream, offset, WIDTH: tl.constexpr):
 
 
 @triton.jit
-def _load_tile(row_ptr, cols, lo, hi):
-    """float32 logits of ``cols`` inside ``[lo, hi)`` (-inf outside), NaN as -inf, +inf as FLT_MAX."""
-    x = tl.load(row_ptr + cols, mask=(cols >= lo) & (cols < hi), other=float("-inf")).to(tl.float32)
-    x = tl.where(x == x, x, float("-inf"))
-    return tl.minimum(x, 3.4028234663852886e38)
+def _group_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed, offset, stream,
+                     RETURN_LOGPROBS: tl.constexpr):
+    """Best kept token of one sanitised ``[GROUP_ROWS, WIDTH]`` group for threshold ``thr``.
 
-
-@triton.jit
-def _max2d(x):
-    return tl.max(tl.max(x, axis=1), axis=0)
-
-
-@triton.jit
-def _tile_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed, offset, stream,
-                    RETURN_LOGPROBS: tl.constexpr):
-    """Best kept token of one ``[BLOCK / WIDTH, WIDTH]`` tile for threshold ``thr``.
-
-    Returns (score, column, sum of exp((x - z_ref) * inv_temp) over kept, min kept logit); the
-    candidate's logit is read back later, by column, only where it is needed.  Token ``g`` gets
-    Gumbel noise ``-log(-log(u))``, ``u`` from word ``g % 4`` of Philox-4x32-10 with key = seed and
-    counter = (g // 4, stream, offset lo, offset hi), as ``philox.gumbel_noise``: one Philox call
-    serves four tokens.  Two block-wide reductions: the max score and the lowest column holding it.
+    Returns (score, column, sum of exp((x - z_ref) * inv_temp) over kept, min kept logit).  Two
+    block reductions (the max score, the lowest column holding it), four with log-probabilities.
     """
     keep = (x >= thr) & (x > float("-inf"))
     if greedy:
         score = x
     else:
         word = _token_words(groups, seed, stream, offset, x.shape[1])
-        u = (word >> 9).to(tl.float32) * 1.1920928955078125e-07 + 5.960464477539063e-08
-        score = tl.maximum(x * inv_temp - tl.log(-tl.log(u)), -3.4028234663852886e38)
+        u = (word >> U_SHIFT).to(tl.float32) * U_SCALE + U_BIAS
+        score = tl.maximum(x * inv_temp - tl.log(-tl.log(u)), -FLT_MAX)
     score = tl.where(keep, score, float("-inf"))
     best = _max2d(score)
-    col = tl.min(tl.min(tl.where(score == best, cols, 2147483647), axis=1), axis=0)
+    col = tl.min(tl.min(tl.where(score == best, cols, INT32_MAX), axis=1), axis=0)
     if RETURN_LOGPROBS:
         z = tl.sum(tl.sum(tl.where(keep, tl.exp((x - z_ref) * inv_temp), 0.0), axis=1), axis=0)
         min_kept = tl.min(tl.min(tl.where(keep, x, float("inf")), axis=1), axis=0)
@@ -127,9 +190,38 @@ def _tile_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed, offset,
 
 
 @triton.jit
-def _scan_fixed(row_ptr, start, end, thr, row_max, inv_temp, greedy, seed, offset, stream, token_base,
-                RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, WIDTH: tl.constexpr):
-    """Exact best kept token of columns [start, end) when the row max (so ``thr``) is known.
+def _tile_candidate(row_ptr, group0, lo, hi, thr, z_ref, inv_temp, greedy, seed, offset, stream, token_base,
+                    RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
+                    WIDTH: tl.constexpr):
+    """Best kept token of the tile starting at group ``group0``, noise only in groups that need it.
+
+    The tile's groups are reloaded (from L1: the pass has just read them) one at a time; a group
+    whose max is under ``thr`` holds no kept token and is skipped behind a scalar branch.  Groups
+    run in column order and a later group wins only with a strictly larger score, so ties keep the
+    lowest column.  Returns (score, column, normaliser part, min kept logit).
+    """
+    best = tl.full([], float("-inf"), tl.float32)
+    best_col = tl.full([], INT32_MAX, tl.int32)
+    z = tl.zeros([], tl.float32)
+    min_kept = tl.full([], float("inf"), tl.float32)
+    for group in range(group0, group0 + TILE_ROWS, GROUP_ROWS):
+        cols, groups = _tile_columns(group, token_base, GROUP_ROWS, WIDTH)
+        x = _sanitize(_load_raw(row_ptr, cols, lo, hi))
+        if _max2d(x) >= thr:
+            score, col, z_group, min_group = _group_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed,
+                                                              offset, stream, RETURN_LOGPROBS)
+            best_col = tl.where(score > best, col, best_col)
+            best = tl.maximum(best, score)
+            z += z_group
+            min_kept = tl.minimum(min_kept, min_group)
+    return best, best_col, z, min_kept
+
+
+@triton.jit
+def _scan_known_threshold(row_ptr, start, end, thr, row_max, inv_temp, greedy, seed, offset, stream, token_base,
+                          RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
+                          WIDTH: tl.constexpr):
+    """Exact best kept token of columns [start, end) when the threshold is final.
 
     Tiles are aligned on global ids (``token_base + column``) so that every Philox counter covers
     four whole tokens; returns (score, column, logit, normaliser part, min kept logit).
@@ -139,23 +231,22 @@ def _scan_fixed(row_ptr, start, end, thr, row_max, inv_temp, greedy, seed, offse
     z = tl.zeros([], tl.float32)
     min_kept = tl.full([], float("inf"), tl.float32)
     first = (start + token_base) // WIDTH
-    for group0 in range(first, (end + token_base + WIDTH - 1) // WIDTH, BLOCK // WIDTH):
-        cols, groups = _tile_columns(group0, token_base, BLOCK, WIDTH)
-        x = _load_tile(row_ptr, cols, start, end)
-        s, c, zt, mk = _tile_candidate(x, cols, groups, thr, row_max, inv_temp, greedy, seed, offset, stream,
-                                       RETURN_LOGPROBS)
-        best_col = tl.where(s > best, c, best_col)
-        best = tl.maximum(best, s)
-        z += zt
-        min_kept = tl.minimum(min_kept, mk)
-    logit = tl.where(best > float("-inf"), _load_tile(row_ptr, best_col, start, end), float("-inf"))
+    for group0 in range(first, (end + token_base + WIDTH - 1) // WIDTH, TILE_ROWS):
+        score, col, z_tile, min_tile = _tile_candidate(row_ptr, group0, start, end, thr, row_max, inv_temp, greedy,
+                                                       seed, offset, stream, token_base, RETURN_LOGPROBS, TILE_ROWS,
+                                                       GROUP_ROWS, WIDTH)
+        best_col = tl.where(score > best, col, best_col)
+        best = tl.maximum(best, score)
+        z += z_tile
+        min_kept = tl.minimum(min_kept, min_tile)
+    logit = tl.where(best > float("-inf"), _sanitize(_load_raw(row_ptr, best_col, start, end)), float("-inf"))
     return best, best_col, logit, z, min_kept
 
 
 @triton.jit
 def _resolve(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_kept, row_max,
              row_ptr, seg_start, seg_len, col_end, delta, inv_temp, greedy, seed, offset, stream,
-             RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, WIDTH: tl.constexpr):
+             RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
     """Exact row result from per-segment records taken under thresholds that were too low.
 
     Segment ``k`` covers columns ``[seg_start + k*seg_len, ...)``.  Its record holds its max and its
@@ -175,19 +266,20 @@ def _resolve(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_k
     while tl.max(rescan.to(tl.int32), axis=0) > 0:
         k = tl.min(tl.where(rescan, ids, seg_max.shape[0]), axis=0)
         lo = seg_start + k * seg_len
-        s, c, lg, z, mk = _scan_fixed(row_ptr, lo, tl.minimum(lo + seg_len, col_end), thr, row_max, inv_temp,
-                                      greedy, seed, offset, stream, 0, RETURN_LOGPROBS, BLOCK, WIDTH)
+        score, col, logit, z, min_kept = _scan_known_threshold(
+            row_ptr, lo, tl.minimum(lo + seg_len, col_end), thr, row_max, inv_temp, greedy, seed, offset, stream, 0,
+            RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
         hit = ids == k
-        seg_score = tl.where(hit, s, seg_score)
-        seg_col = tl.where(hit, c, seg_col)
-        seg_logit = tl.where(hit, lg, seg_logit)
+        seg_score = tl.where(hit, score, seg_score)
+        seg_col = tl.where(hit, col, seg_col)
+        seg_logit = tl.where(hit, logit, seg_logit)
         seg_z = tl.where(hit, z, seg_z)
         seg_z_ref = tl.where(hit, row_max, seg_z_ref)
-        seg_min_kept = tl.where(hit, mk, seg_min_kept)
+        seg_min_kept = tl.where(hit, min_kept, seg_min_kept)
         rescan = rescan & (~hit)
     best = tl.max(tl.where(live, seg_score, float("-inf")), axis=0)
     winner = live & (seg_score == best)
-    best_col = tl.min(tl.where(winner, seg_col, 2147483647), axis=0)
+    best_col = tl.min(tl.where(winner, seg_col, INT32_MAX), axis=0)
     best_logit = tl.max(tl.where(winner & (seg_col == best_col), seg_logit, float("-inf")), axis=0)
     z = tl.sum(tl.where(live, seg_z * tl.exp((seg_z_ref - row_max) * inv_temp), 0.0), axis=0)
     min_kept = tl.min(tl.where(live, seg_min_kept, float("inf")), axis=0)
@@ -195,168 +287,171 @@ def _resolve(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_k
 
 
 @triton.jit
-def _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, tokens_ptr, logprobs_ptr,
+def _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                   RETURN_LOGPROBS: tl.constexpr):
-    empty = row_max == float("-inf")
-    tl.store(tokens_ptr + row, tl.where(empty, -1, best_col.to(tl.int64)))
+    """Token (-1 for a row with no finite logit or invalid parameters) and its log-probability."""
+    no_token = (row_max == float("-inf")) | invalid
+    tl.store(tokens_ptr + row, tl.where(no_token, -1, best_col.to(tl.int64)))
     if RETURN_LOGPROBS:
         logprob = tl.where(greedy, 0.0, (best_logit - row_max) * inv_temp - tl.log(z))
-        tl.store(logprobs_ptr + row, tl.where(empty, float("nan"), logprob))
+        tl.store(logprobs_ptr + row, tl.where(no_token, float("nan"), logprob))
+
+
+@triton.jit
+def _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta, inv_temp, greedy, invalid,
+                  seed, offset, stream, tokens_ptr, logprobs_ptr, split_records_ptr, split_columns_ptr,
+                  RETURN_LOGPROBS: tl.constexpr, MAX_SPLITS: tl.constexpr, TILE_ROWS: tl.constexpr,
+                  GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
+    """Merge the split records of ``row`` with the same :func:`_resolve` as within a split.
+
+    Bytes: ``24 * num_splits`` read, plus the columns of any split whose candidate fell under the
+    row's threshold and could still win (read again, usually from L2).
+    """
+    ids = tl.arange(0, MAX_SPLITS)
+    valid = ids < num_splits
+    record = split_records_ptr + (row * num_splits + ids) * SPLIT_RECORD_WORDS
+    seg_max = tl.load(record + SPLIT_ROW_MAX, mask=valid, other=float("-inf"), cache_modifier=".cg")
+    seg_score = tl.load(record + SPLIT_SCORE, mask=valid, other=float("-inf"), cache_modifier=".cg")
+    seg_logit = tl.load(record + SPLIT_LOGIT, mask=valid, other=float("-inf"), cache_modifier=".cg")
+    seg_z = tl.load(record + SPLIT_Z, mask=valid, other=0.0, cache_modifier=".cg")
+    seg_min_kept = tl.load(record + SPLIT_MIN_KEPT, mask=valid, other=float("inf"), cache_modifier=".cg")
+    seg_col = tl.load(split_columns_ptr + (row * num_splits + ids) * SPLIT_RECORD_WORDS + SPLIT_COLUMN, mask=valid,
+                      other=0, cache_modifier=".cg")
+    row_max = tl.max(seg_max, axis=0)
+    best, best_col, best_logit, z, _ = _resolve(
+        seg_max, seg_score, seg_col, seg_logit, seg_z, seg_max, seg_min_kept, row_max, row_ptr, 0, cols_per_program,
+        vocab_size, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
+    _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
+                  RETURN_LOGPROBS)
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
 @triton.jit
-def _minp_sample_kernel(
-    logits_ptr, stride_row, vocab_size, cols_per_program,
-    p_ptr, p_stride, log_p_value, temp_ptr, temp_stride, temp_value,
-    seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, offset_value,
-    tokens_ptr, logprobs_ptr, partial_ptr, partial_col_ptr,
-    P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
+def minp_sample_kernel(
+    logits_ptr, logits_row_stride, vocab_size, cols_per_program,
+    p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
+    seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
+    tokens_ptr, logprobs_ptr, split_records_ptr, split_columns_ptr, split_tickets_ptr,
+    P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
-    RETURN_LOGPROBS: tl.constexpr, SPLIT: tl.constexpr, BLOCK: tl.constexpr, MAX_TILES: tl.constexpr,
-    WIDTH: tl.constexpr,
+    RETURN_LOGPROBS: tl.constexpr, HAS_SPLITS: tl.constexpr, MAX_TILES: tl.constexpr, MAX_SPLITS: tl.constexpr,
+    TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
 ):
     """Min-p sample of row ``program_id(0)``, columns of split ``program_id(1)``, in one read.
 
-    Math: keep ``x_i >= m + delta`` (``m`` the row max, ``delta = ln p_base`` or ``T ln p_base``),
-    return ``argmax_kept x_i / T + G_i``.  The threshold needs ``m``, known only at the end, so the
-    single pass keeps, per tile of BLOCK columns, the tile max and the best token under the running
-    threshold ``m_run + delta`` (never above the final one).  :func:`_resolve` then proves most tile
-    records exact and rereads only tiles whose candidate fell under the final threshold and could
-    still win (a numpy simulation of Gaussian and peaked LM-like rows, V = 128256, p_base 0.05-0.3:
-    10-25% of rows reread a tile; with log-probabilities most rows reread the early tiles whose
-    normaliser counted tokens now under the threshold).
+    Per tile of ``TILE_ROWS * WIDTH`` columns the pass keeps a record: the tile max and the best
+    token under the running threshold ``m_run + delta`` (noise only in the groups that hold a token
+    above it); :func:`_resolve` then makes the row exact.  With ``HAS_SPLITS`` each program writes a
+    split record and bumps the row's ticket; the program that draws the last ticket merges the
+    records with the same :func:`_resolve` and resets the ticket to 0 for the next launch.
 
-    Bytes: ``B * V * itemsize`` read once, plus rescanned tiles (``BLOCK * itemsize`` each), plus
-    the candidates' logits (4 bytes per tile record, once per row), plus 8 bytes per row written
-    (12 with log-probabilities).  With ``SPLIT`` the program writes a
-    6-word partial record per (row, split) for :func:`_minp_merge_kernel` instead.
+    Bytes: ``B * V * itemsize`` read once, plus the groups of candidate tiles read again from L1,
+    plus rescanned tiles (rare, see ``benchmarks/NOTES.md``), plus 8 bytes per row written (12
+    with log-probabilities); with splits ``24`` bytes per split record written and read back.
     """
     row = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
-    row_ptr = logits_ptr + row * stride_row
+    row_ptr = logits_ptr + row * logits_row_stride
     col_start = split * cols_per_program
     col_end = tl.minimum(col_start + cols_per_program, vocab_size)
-    inv_temp, delta, greedy = _row_constants(row, p_ptr, p_stride, log_p_value, temp_ptr, temp_stride,
-                                             temp_value, P_PER_ROW, TEMP_PER_ROW, TEMPERATURE_FIRST)
-    seed, offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride,
-                                    offset_value, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+    inv_temp, delta, greedy, invalid = _row_constants(row, p_base_ptr, p_base_stride, log_p_base, temp_ptr,
+                                                      temp_stride, temp, P_BASE_FROM_PTR, TEMP_FROM_PTR,
+                                                      TEMPERATURE_FIRST)
+    row_seed, row_offset, stream = _row_rng(row, seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
+                                            SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+    BLOCK: tl.constexpr = TILE_ROWS * WIDTH
 
-    ids = tl.arange(0, MAX_TILES)
-    rec_max = tl.full([MAX_TILES], float("-inf"), tl.float32)
-    rec_score = tl.full([MAX_TILES], float("-inf"), tl.float32)
-    rec_col = tl.zeros([MAX_TILES], tl.int32) + col_start
-    rec_z = tl.zeros([MAX_TILES], tl.float32)
-    rec_z_ref = tl.zeros([MAX_TILES], tl.float32)
-    rec_min_kept = tl.full([MAX_TILES], float("inf"), tl.float32)
+    tile_ids = tl.arange(0, MAX_TILES)
+    tile_max_rec = tl.full([MAX_TILES], float("-inf"), tl.float32)
+    score_rec = tl.full([MAX_TILES], float("-inf"), tl.float32)
+    col_rec = tl.zeros([MAX_TILES], tl.int32) + col_start
+    z_rec = tl.zeros([MAX_TILES], tl.float32)
+    z_ref_rec = tl.zeros([MAX_TILES], tl.float32)
+    min_kept_rec = tl.full([MAX_TILES], float("inf"), tl.float32)
     row_max = tl.full([], float("-inf"), tl.float32)
     group_start = col_start // WIDTH  # col_start is a multiple of BLOCK
-    cols_next, groups_next = _tile_columns(group_start, 0, BLOCK, WIDTH)
-    x_next = _load_tile(row_ptr, cols_next, col_start, col_end)
+    cols_next, _ = _tile_columns(group_start, 0, TILE_ROWS, WIDTH)
+    x_next = _load_raw(row_ptr, cols_next, col_start, col_end)
     for t in range(0, tl.cdiv(col_end - col_start, BLOCK)):
-        cols, groups = cols_next, groups_next
         x = x_next
         # Issue the next tile's load before this tile's math: two tiles in flight per program.
-        cols_next, groups_next = _tile_columns(group_start + (t + 1) * (BLOCK // WIDTH), 0, BLOCK, WIDTH)
-        x_next = _load_tile(row_ptr, cols_next, col_start, col_end)
-        tile_max = _max2d(x)
+        cols_next, _ = _tile_columns(group_start + (t + 1) * TILE_ROWS, 0, TILE_ROWS, WIDTH)
+        x_next = _load_raw(row_ptr, cols_next, col_start, col_end)
+        tile_max = _tile_max(x)
         row_max = tl.maximum(row_max, tile_max)
         thr = row_max + delta
-        hit = ids == t
-        rec_max = tl.where(hit, tile_max, rec_max)
-        if tile_max >= thr:  # skip the noise for tiles with no token above the running threshold
-            s, c, z, mk = _tile_candidate(x, cols, groups, thr, row_max, inv_temp, greedy, seed, offset, stream,
-                                          RETURN_LOGPROBS)
-            rec_score = tl.where(hit, s, rec_score)
-            rec_col = tl.where(hit, c, rec_col)
-            rec_z = tl.where(hit, z, rec_z)
-            rec_z_ref = tl.where(hit, row_max, rec_z_ref)
-            rec_min_kept = tl.where(hit, mk, rec_min_kept)
-    # The candidates' logits, read back once per row (a gather of at most MAX_TILES values).
-    rec_logit = tl.where(rec_score > float("-inf"), _load_tile(row_ptr, rec_col, col_start, col_end), float("-inf"))
-
+        hit = tile_ids == t
+        tile_max_rec = tl.where(hit, tile_max, tile_max_rec)
+        if tile_max >= thr:  # the tile holds a token above the running threshold
+            score, col, z, min_kept = _tile_candidate(
+                row_ptr, group_start + t * TILE_ROWS, col_start, col_end, thr, row_max, inv_temp, greedy, row_seed,
+                row_offset, stream, 0, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
+            score_rec = tl.where(hit, score, score_rec)
+            col_rec = tl.where(hit, col, col_rec)
+            z_rec = tl.where(hit, z, z_rec)
+            z_ref_rec = tl.where(hit, row_max, z_ref_rec)
+            min_kept_rec = tl.where(hit, min_kept, min_kept_rec)
+    # The candidates' logits, read back once per program (a gather of at most MAX_TILES values).
+    logit_rec = tl.where(score_rec > float("-inf"), _sanitize(_load_raw(row_ptr, col_rec, col_start, col_end)),
+                         float("-inf"))
     best, best_col, best_logit, z, min_kept = _resolve(
-        rec_max, rec_score, rec_col, rec_logit, rec_z, rec_z_ref, rec_min_kept, row_max, row_ptr, col_start,
-        BLOCK, col_end, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK, WIDTH)
-    if SPLIT:
-        record = partial_ptr + (row * tl.num_programs(1) + split) * 6
-        tl.store(record + 0, row_max)
-        tl.store(record + 1, best)
-        tl.store(record + 2, best_logit)
-        tl.store(record + 3, z)
-        tl.store(record + 4, min_kept)
-        tl.store(partial_col_ptr + (row * tl.num_programs(1) + split) * 6 + 5, best_col)
+        tile_max_rec, score_rec, col_rec, logit_rec, z_rec, z_ref_rec, min_kept_rec, row_max, row_ptr, col_start,
+        BLOCK, col_end, delta, inv_temp, greedy, row_seed, row_offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS,
+        WIDTH)
+    if HAS_SPLITS:
+        num_splits = tl.num_programs(1)
+        record = split_records_ptr + (row * num_splits + split) * SPLIT_RECORD_WORDS
+        tl.store(record + SPLIT_ROW_MAX, row_max)
+        tl.store(record + SPLIT_SCORE, best)
+        tl.store(record + SPLIT_LOGIT, best_logit)
+        tl.store(record + SPLIT_Z, z)
+        tl.store(record + SPLIT_MIN_KEPT, min_kept)
+        tl.store(split_columns_ptr + (row * num_splits + split) * SPLIT_RECORD_WORDS + SPLIT_COLUMN, best_col)
+        # Every thread's record store happens before the ticket (release); the last ticket's
+        # holder then reads the records through L2 (.cg: L1 is not coherent across SMs).
+        tl.debug_barrier()
+        ticket = tl.atomic_add(split_tickets_ptr + row, 1, sem="acq_rel")
+        if ticket == num_splits - 1:
+            _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta, inv_temp, greedy, invalid,
+                          row_seed, row_offset, stream, tokens_ptr, logprobs_ptr, split_records_ptr,
+                          split_columns_ptr, RETURN_LOGPROBS, MAX_SPLITS, TILE_ROWS, GROUP_ROWS, WIDTH)
+            tl.store(split_tickets_ptr + row, 0)  # every split has taken its ticket: ready for the next launch
     else:
-        _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, tokens_ptr, logprobs_ptr,
+        _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                       RETURN_LOGPROBS)
 
 
 @triton.jit
-def _minp_merge_kernel(
-    logits_ptr, stride_row, vocab_size, cols_per_program, num_splits,
-    p_ptr, p_stride, log_p_value, temp_ptr, temp_stride, temp_value,
-    seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, offset_value,
-    tokens_ptr, logprobs_ptr, partial_ptr, partial_col_ptr,
-    P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
+def minp_shard_kernel(
+    logits_ptr, logits_row_stride, vocab_size, token_base, row_max_ptr,
+    p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
+    seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
+    shard_records_ptr, shard_columns_ptr,
+    P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
-    RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, MAX_SPLITS: tl.constexpr, WIDTH: tl.constexpr,
-):
-    """Merge the split records of row ``program_id(0)``; the same :func:`_resolve` as within a split.
-
-    Bytes: ``24 * num_splits`` per row read, plus the columns of any split whose candidate fell
-    under the row's threshold and could still win (read again, usually from L2).
-    """
-    row = tl.program_id(0).to(tl.int64)
-    ids = tl.arange(0, MAX_SPLITS)
-    valid = ids < num_splits
-    record = partial_ptr + (row * num_splits + ids) * 6
-    seg_max = tl.load(record + 0, mask=valid, other=float("-inf"))
-    seg_score = tl.load(record + 1, mask=valid, other=float("-inf"))
-    seg_logit = tl.load(record + 2, mask=valid, other=float("-inf"))
-    seg_z = tl.load(record + 3, mask=valid, other=0.0)
-    seg_min_kept = tl.load(record + 4, mask=valid, other=float("inf"))
-    seg_col = tl.load(partial_col_ptr + (row * num_splits + ids) * 6 + 5, mask=valid, other=0)
-    row_max = tl.max(seg_max, axis=0)
-    inv_temp, delta, greedy = _row_constants(row, p_ptr, p_stride, log_p_value, temp_ptr, temp_stride,
-                                             temp_value, P_PER_ROW, TEMP_PER_ROW, TEMPERATURE_FIRST)
-    seed, offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride,
-                                    offset_value, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
-    best, best_col, best_logit, z, _ = _resolve(
-        seg_max, seg_score, seg_col, seg_logit, seg_z, seg_max, seg_min_kept, row_max, logits_ptr + row * stride_row,
-        0, cols_per_program, vocab_size, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, BLOCK,
-        WIDTH)
-    _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, tokens_ptr, logprobs_ptr,
-                  RETURN_LOGPROBS)
-
-
-@triton.jit
-def _minp_shard_kernel(
-    logits_ptr, stride_row, vocab_size, token_base, row_max_ptr,
-    p_ptr, p_stride, log_p_value, temp_ptr, temp_stride, temp_value,
-    seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride, offset_value,
-    out_ptr, out_col_ptr,
-    P_PER_ROW: tl.constexpr, TEMP_PER_ROW: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
-    SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
-    RETURN_LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, WIDTH: tl.constexpr,
+    RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
 ):
     """Best kept token of a vocabulary shard when the global row max is known (vocab parallelism).
 
     Tokens of this shard are global ids ``token_base + column``, which key the noise, so the shards'
-    winners merge into exactly the token of the unsharded row.  Bytes: the shard read once, plus
-    16 bytes per row written (score, logit, normaliser part, column).
+    winners merge into exactly the token of the unsharded row.  An invalid row (see
+    :func:`_row_constants`) records score -inf.  Bytes: the shard read once, plus 16 bytes per row
+    written (score, logit, normaliser part, column).
     """
     row = tl.program_id(0).to(tl.int64)
     row_max = tl.load(row_max_ptr + row)
-    inv_temp, delta, greedy = _row_constants(row, p_ptr, p_stride, log_p_value, temp_ptr, temp_stride,
-                                             temp_value, P_PER_ROW, TEMP_PER_ROW, TEMPERATURE_FIRST)
-    seed, offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_value, offset_ptr, offset_stride,
-                                    offset_value, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
-    best, col, logit, z, _ = _scan_fixed(logits_ptr + row * stride_row, 0, vocab_size, row_max + delta, row_max,
-                                         inv_temp, greedy, seed, offset, stream, token_base, RETURN_LOGPROBS, BLOCK,
-                                         WIDTH)
-    tl.store(out_ptr + row * 4 + 0, best)
-    tl.store(out_ptr + row * 4 + 1, logit)
-    tl.store(out_ptr + row * 4 + 2, z)
-    tl.store(out_col_ptr + row * 4 + 3, col)
+    inv_temp, delta, greedy, invalid = _row_constants(row, p_base_ptr, p_base_stride, log_p_base, temp_ptr,
+                                                      temp_stride, temp, P_BASE_FROM_PTR, TEMP_FROM_PTR,
+                                                      TEMPERATURE_FIRST)
+    row_seed, row_offset, stream = _row_rng(row, seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
+                                            SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+    best, col, logit, z, _ = _scan_known_threshold(
+        logits_ptr + row * logits_row_stride, 0, vocab_size, row_max + delta, row_max, inv_temp, greedy, row_seed,
+        row_offset, stream, token_base, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
+    record = shard_records_ptr + row * SHARD_RECORD_WORDS
+    tl.store(record + SHARD_SCORE, tl.where(invalid, float("-inf"), best))
+    tl.store(record + SHARD_LOGIT, logit)
+    tl.store(record + SHARD_Z, z)
+    tl.store(shard_columns_ptr + row * SHARD_RECORD_WORDS + SHARD_COLUMN, col)

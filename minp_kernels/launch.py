@@ -1,16 +1,20 @@
-"""Launcher of the fused min-p kernels: launch plan, kernel arguments, outputs.
+"""Launcher of the fused min-p kernels: launch plan, keyword arguments, outputs.
 
-One launch samples the whole batch; a second, tiny launch merges row splits when a small batch is
-spread over many programs.
+Every batch size is one launch of :func:`~minp_kernels.kernels.minp_sample_kernel`.  The host path
+is kept short because serving stacks call the sampler eagerly: the launch plan is plain integer
+math cached per (device, shape class), the split workspace is allocated once per device, and the
+only per-call allocations are the outputs.  Every launch goes through :func:`launch_kernel`.
 """
 
+import contextlib
+import functools
 import math
 import struct
+from typing import NamedTuple
 
 import torch
-import triton
 
-from .kernels import _minp_merge_kernel, _minp_sample_kernel, _minp_shard_kernel
+from .kernels import SHARD_RECORD_WORDS, SPLIT_RECORD_WORDS, minp_sample_kernel, minp_shard_kernel
 from .params import RowParams
 
 try:  # Triton >= 3.0; decided when the kernels are decorated.
@@ -18,19 +22,25 @@ try:  # Triton >= 3.0; decided when the kernels are decorated.
 except ImportError:  # pragma: no cover
     InterpretedFunction = ()
 
-FLT_MAX = 3.4028234663852886e38
-BLOCK_DEFAULT = 2048  # columns per tile: 8 per thread keeps Philox under 100 registers, no spills
-NUM_WARPS = 8
-# Register ceiling handed to ptxas: without it ptxas picked 80 registers and spilled in the merge
-# kernel on sm_90 (and at other warp counts on sm_80); 128 x 256 threads still fits 2 programs per SM.
+INTERPRETED = isinstance(minp_sample_kernel, InterpretedFunction) if InterpretedFunction else False
+
+TILE_BYTES = 4096  # logits per tile: 256 rows of 16 bytes (1024 fp32 or 2048 fp16 / bf16 tokens)
+NUM_WARPS = 2  # a noise group is one 16-byte row per thread: 64 threads x 16 bytes
+# Register ceiling handed to ptxas (no spills on sm_80 / sm_90 at this ceiling: `python -m minp_kernels.aot`).
 MAX_REGISTERS = 128
 MAX_TILES_PER_PROGRAM = 64  # bounds the per-program tile records kept in registers
-PROGRAMS_PER_SM = 2  # split rows until the grid has about this many programs per SM
+PROGRAMS_PER_SM = 8  # split rows until the grid has about this many programs per SM
+# Triton's CPU interpreter costs per block operation, not per element: by default it runs 8 KB tiles
+# of one noise group each (the same code path; tests pass block / num_warps to cover several
+# groups per tile).
+INTERPRETER_TILE_BYTES = 8192
+INTERPRETER_NUM_WARPS = 8
 
-INTERPRETED = isinstance(_minp_sample_kernel, InterpretedFunction) if InterpretedFunction else False
 
-
-_SM_COUNT = {}
+def launch_kernel(kernel, grid, **kwargs):
+    """Launch ``kernel`` on ``grid`` with keyword arguments (the one place every launch goes through,
+    so a host-overhead benchmark can replace it with a no-op)."""
+    kernel[grid](**kwargs)
 
 
 def check_device(device):
@@ -42,115 +52,188 @@ def check_device(device):
         )
 
 
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def _next_power_of_2(n):
+    # Plain integer math: triton.cdiv / next_power_of_2 are ConstexprFunctions, ~5 us per host call.
+    return 1 << max(n - 1, 0).bit_length()
+
+
+@functools.cache
 def _sm_count(device):
     if device.type != "cuda":
         return 1
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _SM_COUNT:
-        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
-    return _SM_COUNT[index]
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def plan_splits(batch, vocab, block, sm_count, num_splits=None):
-    """Columns per program and number of splits per row.
+    """(columns per program, number of splits per row).
 
-    Small batches split each row so the grid fills the GPU; any row splits so that one program
+    Small batches split each row so that the grid fills the GPU; any row splits so that one program
     never holds more than ``MAX_TILES_PER_PROGRAM`` tile records.
     """
-    tiles = triton.cdiv(vocab, block)
+    tiles = _cdiv(vocab, block)
     if num_splits is None:
-        num_splits = max(1, min(triton.cdiv(PROGRAMS_PER_SM * sm_count, max(batch, 1)), tiles))
-    num_splits = max(num_splits, triton.cdiv(tiles, MAX_TILES_PER_PROGRAM))
-    cols_per_program = triton.cdiv(tiles, num_splits) * block
-    return cols_per_program, triton.cdiv(vocab, cols_per_program)
+        num_splits = max(1, min(_cdiv(PROGRAMS_PER_SM * sm_count, max(batch, 1)), tiles))
+    num_splits = max(num_splits, _cdiv(tiles, MAX_TILES_PER_PROGRAM))
+    cols_per_program = _cdiv(tiles, num_splits) * block
+    return cols_per_program, _cdiv(vocab, cols_per_program)
 
 
-def _block_for(vocab):
-    """Tile columns: the default, or the vocabulary rounded up to a power of two when smaller."""
-    return min(BLOCK_DEFAULT, max(16, triton.next_power_of_2(vocab)))
+class LaunchPlan(NamedTuple):
+    grid: tuple
+    cols_per_program: int
+    num_splits: int
+    constexprs: dict  # tile shape and record sizes
+    options: dict  # num_warps and compiler options
 
 
-def _width(logits_2d):
-    """Tokens per tile row: 16 bytes of logits (4 fp32 or 8 fp16 / bf16)."""
-    return 16 // logits_2d.element_size()
-
-
-def _launch_options(num_warps):
+def _compile_options(num_warps):
     # No FMA contraction: the score x * (1/T) + G must round exactly as the torch reference does.
     if INTERPRETED:
         return dict(num_warps=num_warps)
     return dict(num_warps=num_warps, enable_fp_fusion=False, maxnreg=MAX_REGISTERS)
 
 
-def _row_arguments(logits_2d, params: RowParams, temperature_first, return_logprobs, dummy):
-    """Kernel arguments and constexpr flags for the per-row parameters (shared by every kernel)."""
-    if isinstance(params.p_base, torch.Tensor):
-        p_args = (params.p_base, params.p_base.stride(0), 0.0, True)
-    else:
-        log_p = math.log(params.p_base) if params.p_base > 0 else float("-inf")
-        # Round ln(p_base) to float32 on the host (struct rounds to nearest, as torch's cast does).
-        p_args = (logits_2d, 0, struct.unpack("f", struct.pack("f", log_p))[0], False)
-    t_ptr, t_stride, t_value, t_per_row = _scalar_or_ptr(params.temp, logits_2d)
-    s_ptr, s_stride, s_value, s_from_ptr = _scalar_or_ptr(params.seed, dummy)
-    o_ptr, o_stride, o_value, o_from_ptr = _scalar_or_ptr(params.offset, dummy)
-    row_args = (p_args[0], p_args[1], p_args[2], t_ptr, t_stride, float(t_value),
-                s_ptr, s_stride, s_value, o_ptr, o_stride, o_value)
-    flags = dict(P_PER_ROW=p_args[3], TEMP_PER_ROW=t_per_row, SEED_FROM_PTR=s_from_ptr,
-                 SEED_SHARED=params.seed_shared, OFFSET_FROM_PTR=o_from_ptr,
-                 TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs))
-    return row_args, flags
+def _tile_shape(vocab, itemsize, block, num_warps):
+    """(TILE_ROWS, GROUP_ROWS, WIDTH): tile and noise-group rows of WIDTH tokens (16 bytes)."""
+    width = 16 // itemsize
+    if block is None:
+        tile_bytes = INTERPRETER_TILE_BYTES if INTERPRETED else TILE_BYTES
+        block = min(tile_bytes // itemsize, max(16, _next_power_of_2(vocab)))
+    tile_rows = max(1, block // width)
+    return tile_rows, min(tile_rows, 32 * num_warps), width
 
 
-def shard_candidates_triton(logits_2d, row_max, params: RowParams, temperature_first, token_base, num_warps=NUM_WARPS):
-    """Per-row (score, logit, normaliser part) float32 ``[B, 3]`` and local column ``[B]`` of a shard."""
-    batch, vocab = logits_2d.shape
-    check_device(logits_2d.device)
-    out = torch.empty((batch, 4), device=logits_2d.device, dtype=torch.float32)
-    row_args, flags = _row_arguments(logits_2d, params, temperature_first, True, out)
-    block = _block_for(vocab)
-    _minp_shard_kernel[(batch,)](logits_2d, logits_2d.stride(0), vocab, token_base, row_max.float().contiguous(),
-                                 *row_args, out, out.view(torch.int32), **flags, BLOCK=block,
-                                 WIDTH=_width(logits_2d), **_launch_options(num_warps))
-    return out[:, :3], out.view(torch.int32)[:, 3].to(torch.int64)
+def _default_num_warps():
+    return INTERPRETER_NUM_WARPS if INTERPRETED else NUM_WARPS
 
 
-def _scalar_or_ptr(value, dummy):
-    """(pointer, stride, scalar, from_pointer) kernel arguments for a scalar-or-tensor parameter."""
-    if isinstance(value, torch.Tensor):
-        return value, value.stride(0) if value.shape[0] > 1 else 0, 0, True
-    return dummy, 0, value, False
+@functools.lru_cache(maxsize=4096)
+def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num_warps=None):
+    """The sample kernel's grid, constexprs and options for one (device, shape class); cached."""
+    num_warps = num_warps or _default_num_warps()
+    tile_rows, group_rows, width = _tile_shape(vocab, itemsize, block, num_warps)
+    block = tile_rows * width
+    cols_per_program, splits = plan_splits(batch, vocab, block, _sm_count(device), num_splits)
+    constexprs = dict(HAS_SPLITS=splits > 1, MAX_TILES=_next_power_of_2(cols_per_program // block),
+                      MAX_SPLITS=_next_power_of_2(splits), TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width)
+    return LaunchPlan((batch, splits), cols_per_program, splits, constexprs, _compile_options(num_warps))
 
 
-def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_logprobs=False,
-                  num_splits=None, block=None, num_warps=NUM_WARPS):
+# Split workspace per device: records [rows * splits * 6] float32 and one int32 ticket per row, kept
+# at 0 between launches (the last split of a row resets it).  Grown, never shrunk; a grown-out
+# buffer stays alive because a CUDA graph captured earlier may still point to it.
+_WORKSPACES = {}
+_RETIRED_WORKSPACES = []
+
+
+def split_workspace(device, records, rows):
+    """(records float32, tickets int32) with room for ``records`` split records and ``rows`` rows."""
+    words = SPLIT_RECORD_WORDS.value
+    workspace = _WORKSPACES.get(device)
+    if workspace is None or workspace[0].numel() < records * words or workspace[1].numel() < rows:
+        if workspace is not None:
+            _RETIRED_WORKSPACES.append(workspace)
+            records, rows = max(records, workspace[0].numel() // words), max(rows, workspace[1].numel())
+        workspace = (torch.empty(max(records, 1) * words, device=device, dtype=torch.float32),
+                     torch.zeros(max(rows, 1), device=device, dtype=torch.int32))
+        _WORKSPACES[device] = workspace
+    return workspace
+
+
+def _float32(value):
+    # Round to float32 as torch's cast does (struct rounds to nearest even).
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def row_arguments(params: RowParams, float_dummy, int_dummy):
+    """Kernel arguments of the per-row parameters, shared by every kernel.
+
+    For each of p_base, temp, seed, offset: ``<name>_ptr`` and ``<name>_stride`` for a per-row tensor
+    (stride 0 broadcasts a 1-element tensor) with ``<NAME>_FROM_PTR=True``, or the scalar value.
+    ``p_base`` travels as ``log_p_base``: ln(p_base) rounded once to float32.
+    """
+    args = {}
+    for name, value, dummy in (("p_base", params.p_base, float_dummy), ("temp", params.temp, float_dummy),
+                               ("seed", params.seed, int_dummy), ("offset", params.offset, int_dummy)):
+        from_ptr = isinstance(value, torch.Tensor)
+        args[f"{name}_ptr"] = value if from_ptr else dummy
+        args[f"{name}_stride"] = (value.stride(0) if value.shape[0] > 1 else 0) if from_ptr else 0
+        args[f"{name.upper()}_FROM_PTR"] = from_ptr
+        if name == "p_base":
+            args["log_p_base"] = 0.0 if from_ptr else _float32(math.log(value) if value > 0 else -math.inf)
+        elif name == "temp":
+            args["temp"] = 0.0 if from_ptr else float(value)
+        else:
+            args[name] = 0 if from_ptr else value
+    args["SEED_SHARED"] = params.seed_shared
+    return args
+
+
+def _device_guard(device):
+    """Make the logits' device current when it is not (tensor-parallel workers); free when it is."""
+    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
+        return torch.cuda.device(device.index)
+    return contextlib.nullcontext()
+
+
+def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, return_logprobs, plan: LaunchPlan,
+                            tokens, logprobs):
+    """Keyword arguments of :func:`minp_sample_kernel` (also what ``aot.py`` compiles from)."""
+    batch = logits_2d.shape[0]
+    records, tickets = split_workspace(logits_2d.device, batch * plan.num_splits if plan.num_splits > 1 else 0,
+                                       batch if plan.num_splits > 1 else 0)
+    return dict(
+        logits_ptr=logits_2d, logits_row_stride=logits_2d.stride(0), vocab_size=logits_2d.shape[1],
+        cols_per_program=plan.cols_per_program, **row_arguments(params, records, tokens),
+        tokens_ptr=tokens, logprobs_ptr=logprobs, split_records_ptr=records,
+        split_columns_ptr=records.view(torch.int32), split_tickets_ptr=tickets,
+        TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs), **plan.constexprs,
+        **plan.options)
+
+
+def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_logprobs=False, *,
+                  num_splits=None, block=None, num_warps=None):
     """Launch the fused kernel; see :func:`minp_kernels.sample` for the contract.
 
-    ``num_splits``, ``block`` and ``num_warps`` override the launch plan (tests use them to cover
-    every path, the benchmark to tune).
+    ``num_splits``, ``block`` (columns per tile) and ``num_warps`` override the launch plan (tests
+    use them to cover every path, the benchmark to tune).
     """
     batch, vocab = logits_2d.shape
     device = logits_2d.device
     check_device(device)
-    block = block or _block_for(vocab)
-    cols_per_program, splits = plan_splits(batch, vocab, block, _sm_count(device), num_splits)
-    max_tiles = triton.next_power_of_2(cols_per_program // block)
-
+    plan = launch_plan(device, batch, vocab, logits_2d.element_size(), num_splits, block, num_warps)
     tokens = torch.empty(batch, device=device, dtype=torch.int64)
     logprobs = torch.empty(batch, device=device, dtype=torch.float32) if return_logprobs else tokens
-    row_args, flags = _row_arguments(logits_2d, params, temperature_first, return_logprobs, tokens)
-    launch = _launch_options(num_warps)
-
-    split = splits > 1
-    # One allocation holds the split records: 5 float32 words and the column as int32.
-    partial = torch.empty((batch, splits, 6) if split else (1,), device=device, dtype=torch.float32)
-    partial_col = partial.view(torch.int32)
-    _minp_sample_kernel[(batch, splits)](
-        logits_2d, logits_2d.stride(0), vocab, cols_per_program, *row_args,
-        tokens, logprobs, partial, partial_col, **flags, SPLIT=split, BLOCK=block, MAX_TILES=max_tiles,
-        WIDTH=_width(logits_2d), **launch)
-    if split:
-        _minp_merge_kernel[(batch,)](
-            logits_2d, logits_2d.stride(0), vocab, cols_per_program, splits, *row_args,
-            tokens, logprobs, partial, partial_col, **flags, BLOCK=block,
-            MAX_SPLITS=triton.next_power_of_2(splits), WIDTH=_width(logits_2d), **launch)
+    kwargs = sample_kernel_arguments(logits_2d, params, temperature_first, return_logprobs, plan, tokens, logprobs)
+    with _device_guard(device):
+        launch_kernel(minp_sample_kernel, plan.grid, **kwargs)
     return tokens, (logprobs if return_logprobs else None)
+
+
+def shard_kernel_arguments(logits_2d, row_max, params: RowParams, temperature_first, token_base, records,
+                           num_warps=None):
+    """Keyword arguments of :func:`minp_shard_kernel` (also what ``aot.py`` compiles from)."""
+    num_warps = num_warps or _default_num_warps()
+    tile_rows, group_rows, width = _tile_shape(logits_2d.shape[1], logits_2d.element_size(), None, num_warps)
+    return dict(
+        logits_ptr=logits_2d, logits_row_stride=logits_2d.stride(0), vocab_size=logits_2d.shape[1],
+        token_base=token_base, row_max_ptr=row_max, **row_arguments(params, records, records.view(torch.int32)),
+        shard_records_ptr=records, shard_columns_ptr=records.view(torch.int32),
+        TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=True, TILE_ROWS=tile_rows, GROUP_ROWS=group_rows,
+        WIDTH=width, **_compile_options(num_warps))
+
+
+def shard_candidates_triton(logits_2d, row_max, params: RowParams, temperature_first, token_base, num_warps=None):
+    """Per-row (score, logit, normaliser part) float32 ``[B, 3]`` and local column ``[B]`` of a shard."""
+    batch = logits_2d.shape[0]
+    check_device(logits_2d.device)
+    records = torch.empty((batch, SHARD_RECORD_WORDS.value), device=logits_2d.device, dtype=torch.float32)
+    kwargs = shard_kernel_arguments(logits_2d, row_max.float().contiguous(), params, temperature_first, token_base,
+                                    records, num_warps)
+    with _device_guard(logits_2d.device):
+        launch_kernel(minp_shard_kernel, (batch,), **kwargs)
+    return records[:, :3], records.view(torch.int32)[:, 3].to(torch.int64)

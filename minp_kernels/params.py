@@ -1,6 +1,7 @@
 """Validated per-row sampling parameters, shared by every backend (no torch or Triton work here)."""
 
 from dataclasses import dataclass
+
 import torch
 
 RowValue = float | torch.Tensor
@@ -22,3 +23,17 @@ class RowParams:
     seed: RowInt
     offset: RowInt
     seed_shared: bool
+
+
+def invalid_rows(params: RowParams, batch: int, device: torch.device) -> torch.Tensor:
+    """Boolean ``[B]``: rows whose per-row ``p_base`` is NaN or outside ``[0, 1]`` or whose per-row
+    ``temp`` is NaN or negative; they sample token -1 (scalars were checked by validation).
+
+    Plain tensor ops, no host sync.
+    """
+    invalid = torch.zeros(batch, dtype=torch.bool, device=device)
+    if isinstance(params.p_base, torch.Tensor):
+        invalid = invalid | params.p_base.isnan() | (params.p_base < 0) | (params.p_base > 1)
+    if isinstance(params.temp, torch.Tensor):
+        invalid = invalid | params.temp.isnan() | (params.temp < 0)
+    return invalid

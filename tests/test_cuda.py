@@ -56,7 +56,8 @@ def test_cuda_graph_replay_matches_eager():
 
 
 def test_small_batch_split_graph_replay():
-    """B = 1 uses the split + merge launches; both must be capturable."""
+    """B = 1 splits the row over programs merged in the same launch (atomic ticket per row): the
+    capture must replay with the ticket reset each time."""
     logits = lm_like_logits(1, 128256, torch.float32, "cuda")
     seed = torch.tensor([7], device="cuda")
     offset = torch.tensor([0], device="cuda")
@@ -68,6 +69,17 @@ def test_small_batch_split_graph_replay():
         offset.fill_(step)
         graph.replay()
         assert torch.equal(captured, minp_kernels.sample(logits, 0.1, 1.0, seed=seed, offset=offset, backend="torch"))
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_logits_on_another_device_than_the_current_one():
+    """Tensor-parallel workers: logits on cuda:1 while cuda:0 is current launch on cuda:1."""
+    logits = lm_like_logits(4, 32000, torch.float32, "cuda:1")
+    seed = torch.arange(4, device="cuda:1")
+    with torch.cuda.device(0):
+        tokens = minp_kernels.sample(logits, 0.1, 1.0, seed=seed)
+    assert tokens.device == logits.device
+    assert torch.equal(tokens, minp_kernels.sample(logits, 0.1, 1.0, seed=seed, backend="torch"))
 
 
 def test_torch_compile_on_cuda_matches_eager_and_replays():

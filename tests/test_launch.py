@@ -1,0 +1,104 @@
+"""The launcher: plan arithmetic, one launch at every batch size, keyword launches, the split
+workspace left ready for the next launch, noise groups, invalid per-row values (kernel side)."""
+
+import math
+
+import pytest
+import torch
+
+from helpers import DEVICE, lm_like_logits
+from minp_kernels import launch
+from minp_kernels._validation import validate_logits, validate_params
+from minp_kernels.torch_sampler import sample_torch
+
+
+def validated(logits, p_base, temp, seed, offset=0):
+    logits_2d, _ = validate_logits(logits)
+    return logits_2d, validate_params(logits_2d, p_base, temp, seed, offset, None)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 64, 100, 1023, 1024, 1025, 128256])
+def test_integer_helpers_match_math(n):
+    assert launch._next_power_of_2(n) == 2 ** math.ceil(math.log2(n))
+    for d in (1, 7, 1024):
+        assert launch._cdiv(n, d) == math.ceil(n / d)
+
+
+@pytest.mark.parametrize("batch,vocab,splits", [(1, 128256, None), (512, 128256, None), (4, 262144, 1), (3, 5000, 7)])
+def test_plan_covers_every_column_within_the_record_limit(batch, vocab, splits):
+    block = 1024
+    cols, num_splits = launch.plan_splits(batch, vocab, block, sm_count=132, num_splits=splits)
+    assert cols % block == 0 and cols // block <= launch.MAX_TILES_PER_PROGRAM
+    assert (num_splits - 1) * cols < vocab <= num_splits * cols  # every split has columns, all are covered
+
+
+def test_one_launch_with_keywords_at_every_batch_size(monkeypatch):
+    """Small batches split rows over programs and still launch once; every argument is a keyword
+    the kernel declares."""
+    seen = []
+    real = launch.launch_kernel
+
+    def spy(kernel, grid, **kwargs):
+        seen.append((kernel, grid, kwargs))
+        real(kernel, grid, **kwargs)
+
+    monkeypatch.setattr(launch, "launch_kernel", spy)
+    logits = lm_like_logits(2, 3000, torch.float32, DEVICE, seed=3)
+    logits_2d, params = validated(logits, 0.1, 1.0, torch.arange(2, device=DEVICE))
+    tokens, _ = launch.sample_triton(logits_2d, params, num_splits=3, block=256)
+    assert len(seen) == 1
+    kernel, grid, kwargs = seen[0]
+    assert grid == (2, 3) and kwargs["HAS_SPLITS"]
+    options = {"num_warps", "enable_fp_fusion", "maxnreg"}
+    assert set(kwargs) - options == set(kernel.arg_names)
+    assert torch.equal(tokens, sample_torch(logits_2d, params)[0])
+
+
+def test_split_tickets_reset_and_results_repeat():
+    """The last split of each row resets its ticket, so the next launch (or a CUDA graph replay)
+    finds the workspace ready and draws the same tokens."""
+    logits = lm_like_logits(3, 4000, torch.bfloat16, DEVICE, seed=5)
+    logits_2d, params = validated(logits, 0.05, 1.3, torch.arange(3, device=DEVICE), 2)
+    first = launch.sample_triton(logits_2d, params, return_logprobs=True, num_splits=4, block=512)
+    _, tickets = launch.split_workspace(logits_2d.device, 0, 0)
+    assert int(tickets.abs().sum()) == 0
+    second = launch.sample_triton(logits_2d, params, return_logprobs=True, num_splits=4, block=512)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    expected = sample_torch(logits_2d, params, return_logprobs=True)
+    assert torch.equal(first[0], expected[0])
+    assert torch.allclose(first[1], expected[1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_several_noise_groups_per_tile(dtype):
+    """One warp per program: a 64-row tile holds two 32-row noise groups, skipped one by one.
+    Ascending rows move the running threshold every tile (early candidates get rescanned)."""
+    batch, vocab = 6, 3000
+    logits = lm_like_logits(batch, vocab, dtype, DEVICE, seed=11)
+    logits[::2] = (torch.linspace(-4, 4, vocab, device=DEVICE) + 0.3 * logits[::2].float()).to(dtype)
+    block = 64 * 16 // logits.element_size()
+    p_base = torch.linspace(0.0, 0.4, batch, device=DEVICE)
+    for temperature_first in (False, True):
+        logits_2d, params = validated(logits, p_base, 1.1, torch.arange(batch, device=DEVICE) + 40)
+        tokens, logprobs = launch.sample_triton(logits_2d, params, temperature_first, True, block=block, num_warps=1)
+        expected, expected_lp = sample_torch(logits_2d, params, temperature_first, True)
+        assert torch.equal(tokens, expected)
+        assert torch.allclose(logprobs, expected_lp, atol=1e-5, rtol=0)
+
+
+def test_invalid_per_row_values_give_minus_one_in_the_kernel():
+    """NaN / out-of-range p_base and NaN / negative temp rows: token -1, log-prob NaN; the other
+    rows draw what they draw alone (own seeds), with and without row splits."""
+    nan = float("nan")
+    p_base = torch.tensor([0.1, nan, -0.1, 1.5, 0.2, 0.1, 0.1], device=DEVICE)
+    temp = torch.tensor([1.0, 1.0, 1.0, 1.0, nan, -1.0, 0.7], device=DEVICE)
+    logits = lm_like_logits(7, 2000, torch.float32, DEVICE, seed=2)
+    seed = torch.arange(7, device=DEVICE) + 9
+    valid = [0, 6]
+    for num_splits in (1, 2):
+        logits_2d, params = validated(logits, p_base, temp, seed)
+        tokens, logprobs = launch.sample_triton(logits_2d, params, return_logprobs=True, num_splits=num_splits)
+        assert tokens[1:6].tolist() == [-1] * 5 and logprobs[1:6].isnan().all()
+        alone_2d, alone = validated(logits[valid], p_base[valid], temp[valid], seed[valid])
+        expected, expected_lp = launch.sample_triton(alone_2d, alone, return_logprobs=True)
+        assert torch.equal(tokens[valid], expected) and torch.equal(logprobs[valid], expected_lp)

@@ -1,10 +1,15 @@
-"""Compile every kernel specialisation for real GPUs without one, and report its resources.
+"""Compile every kernel specialisation for real GPUs without one, report its resources, model its cost.
 
 ``python -m minp_kernels.aot --arch 80 90`` compiles each kernel (each logits dtype, with and
-without log-probabilities, row splitting and per-row tensors) with ``triton.compile`` for the
-given SM versions, then reads registers, stack and local memory with the ``cuobjdump`` bundled in
-the Triton wheel and counts 16-byte global loads in the SASS.  It must run without
-``TRITON_INTERPRET`` (the interpreter replaces the kernels).  Exit status 1 on any spill.
+without log-probabilities, row splits and per-row tensors) with ``triton.compile`` for the given SM
+versions, then reads registers, stack and local memory with the ``cuobjdump`` bundled in the Triton
+wheel and counts 16-byte global loads in the SASS.  Exit status 1 on any spill.  The signatures are
+derived from the launcher's own keyword arguments (:func:`minp_kernels.launch.sample_kernel_arguments`),
+so what is compiled here is what a launch passes.
+
+``python -m minp_kernels.aot --cost`` prints the static cost model of :mod:`minp_kernels.cost`.
+
+Both must run without ``TRITON_INTERPRET`` (the interpreter replaces the kernels).
 """
 
 import argparse
@@ -14,88 +19,115 @@ import subprocess
 import sys
 import tempfile
 
-DTYPES = {"float32": "*fp32", "float16": "*fp16", "bfloat16": "*bf16"}
-ROW_ARGS = {
-    "p_ptr": "*fp32", "p_stride": "i32", "log_p_value": "fp32",
-    "temp_ptr": "*fp32", "temp_stride": "i32", "temp_value": "fp32",
-    "seed_ptr": "*i64", "seed_stride": "i32", "seed_value": "i64",
-    "offset_ptr": "*i64", "offset_stride": "i32", "offset_value": "i64",
-    "tokens_ptr": "*i64", "logprobs_ptr": "*fp32", "partial_ptr": "*fp32", "partial_col_ptr": "*i32",
-}
-# (name, flags) of each specialisation compiled; the serving default first.
-VARIANTS = [
-    ("tokens", dict(P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=False, SPLIT=False)),
-    ("logprobs", dict(P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=True, SPLIT=False)),
-    ("per_row_split", dict(P_PER_ROW=True, TEMP_PER_ROW=True, RETURN_LOGPROBS=True, SPLIT=True)),
-]
+import torch
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+POINTER_TYPES = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float64: "*fp64",
+                 torch.int64: "*i64", torch.int32: "*i32"}
+COMPILE_OPTIONS = ("num_warps", "enable_fp_fusion", "maxnreg")
+# Divisibility-by-16 hints the JIT infers for aligned pointers and for sizes that are multiples of 16
+# (true of real vocabularies: 32000, 128256, 151936, 262144); without them the SASS shows scalar loads.
+ALIGNED_INTS = ("logits_row_stride", "vocab_size", "cols_per_program", "token_base")
+WIDE_INTS = ("seed", "offset")  # 64-bit Philox key and counter words
+AOT_SHAPE = (8, 128256)  # rows, vocabulary of the example launch
+# (name, per-row tensors, log-probabilities, splits) of each sample-kernel specialisation; the serving default first.
+VARIANTS = [("tokens", False, False, 1), ("logprobs", False, True, 1), ("per_row_split", True, True, 4)]
 
 
-def _tool(name):
+def tool(name):
+    """Path of a CUDA tool bundled in the Triton wheel (cuobjdump, nvdisasm, ptxas)."""
     import triton
 
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
 
 
-def _sources(block, max_tiles):
-    """Yield (label, ASTSource) for every specialisation."""
-    from triton.compiler import ASTSource
+def signature_of(kwargs):
+    """(signature, constexprs, options) of a keyword launch: the types Triton's JIT would see."""
+    signature, constexprs, options = {}, {}, {}
+    for name, value in kwargs.items():
+        if name in COMPILE_OPTIONS:
+            options[name] = value
+        elif name.isupper():
+            signature[name], constexprs[name] = "constexpr", value
+        elif isinstance(value, torch.Tensor):
+            signature[name] = POINTER_TYPES[value.dtype]
+        elif isinstance(value, float):
+            signature[name] = "fp32"
+        else:
+            signature[name] = "i64" if name in WIDE_INTS else "i32"
+    return signature, constexprs, options
 
-    from . import kernels as ts
-    from .launch import INTERPRETED
 
-    if INTERPRETED:
+def _example_params(batch, per_row):
+    from .params import RowParams
+
+    meta = dict(device="meta")
+    if per_row:
+        return RowParams(torch.empty(batch, **meta), torch.empty(batch, **meta), torch.empty(batch, dtype=torch.int64,
+                         **meta), torch.empty(batch, dtype=torch.int64, **meta), False)
+    # Serving default: scalar p_base / temp, per-request seeds and decode steps as device tensors.
+    return RowParams(0.1, 1.0, torch.empty(batch, dtype=torch.int64, **meta),
+                     torch.empty(batch, dtype=torch.int64, **meta), False)
+
+
+def launches():
+    """Yield (label, kernel, keyword arguments) of every specialisation, built by the launcher."""
+    from . import launch
+
+    if launch.INTERPRETED:
         raise RuntimeError("unset TRITON_INTERPRET: the interpreter replaces the kernels that AOT compiles")
-    common = dict(SEED_FROM_PTR=True, SEED_SHARED=False, OFFSET_FROM_PTR=True, TEMPERATURE_FIRST=False)
-    for dtype, ptr in DTYPES.items():
-        width = 4 if dtype == "float32" else 8
-        head = {"logits_ptr": ptr, "stride_row": "i32", "vocab_size": "i32", "cols_per_program": "i32"}
-        for name, flags in VARIANTS:
-            constexprs = dict(common, **flags, BLOCK=block, MAX_TILES=max_tiles, WIDTH=width)
-            signature = dict(head, **ROW_ARGS, **{k: "constexpr" for k in constexprs})
-            yield f"sample[{dtype},{name}]", _ast(ASTSource, ts._minp_sample_kernel, signature, constexprs)
-        merge = dict(common, P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=True, BLOCK=block, MAX_SPLITS=64,
-                     WIDTH=width)
-        signature = dict(head, num_splits="i32", **ROW_ARGS, **{k: "constexpr" for k in merge})
-        yield f"merge[{dtype}]", _ast(ASTSource, ts._minp_merge_kernel, signature, merge)
-        shard = dict(common, P_PER_ROW=False, TEMP_PER_ROW=False, RETURN_LOGPROBS=True, BLOCK=block, WIDTH=width)
-        row_args = {k: v for k, v in ROW_ARGS.items() if k not in ("tokens_ptr", "logprobs_ptr", "partial_ptr",
-                                                                     "partial_col_ptr")}
-        signature = dict(logits_ptr=ptr, stride_row="i32", vocab_size="i32", token_base="i32", row_max_ptr="*fp32",
-                         **row_args, out_ptr="*fp32", out_col_ptr="*i32", **{k: "constexpr" for k in shard})
-        yield f"shard[{dtype}]", _ast(ASTSource, ts._minp_shard_kernel, signature, shard)
+    batch, vocab = AOT_SHAPE
+    device = torch.device("meta")
+    for dtype_name, dtype in DTYPES.items():
+        logits = torch.empty(batch, vocab, device=device, dtype=dtype)
+        for name, per_row, logprobs, splits in VARIANTS:
+            plan = launch.launch_plan(device, batch, vocab, logits.element_size(), splits)
+            tokens = torch.empty(batch, device=device, dtype=torch.int64)
+            out = torch.empty(batch, device=device, dtype=torch.float32) if logprobs else tokens
+            kwargs = launch.sample_kernel_arguments(logits, _example_params(batch, per_row), False, logprobs, plan,
+                                                    tokens, out)
+            yield f"sample[{dtype_name},{name}]", launch.minp_sample_kernel, kwargs
+        records = torch.empty(batch, 4, device=device)
+        kwargs = launch.shard_kernel_arguments(logits, torch.empty(batch, device=device), _example_params(batch, False),
+                                               False, 0, records)
+        yield f"shard[{dtype_name}]", launch.minp_shard_kernel, kwargs
 
 
-def _ast(ast_source, fn, signature, constexprs):
-    # Divisibility-by-16 hints the JIT infers for aligned pointers and sizes that are multiples of 16
-    # (true of real vocabularies: 32000, 128256, 151936, 262144).
-    aligned = [i for i, (k, v) in enumerate(signature.items())
-               if v.startswith("*") or k in ("stride_row", "vocab_size", "cols_per_program", "token_base")]
-    return ast_source(fn, signature, constexprs=constexprs, attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
+def compile_for(kernel, kwargs, arch, aligned_ints=ALIGNED_INTS):
+    """``triton.compile`` of one keyword launch for ``sm_<arch>``; returns the compiled kernel.
 
-
-def resource_report(archs=(80, 90), block=None, max_tiles=None):
-    """Compile every specialisation for each SM version; return one dict per (kernel, arch)."""
+    Pointers and the integer arguments named in ``aligned_ints`` get divisibility-by-16 hints.
+    """
     import triton
     from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
 
-    from .launch import BLOCK_DEFAULT, MAX_REGISTERS, MAX_TILES_PER_PROGRAM, NUM_WARPS
+    signature, constexprs, options = signature_of(kwargs)
+    signature = {name: signature[name] for name in kernel.arg_names}  # declaration order
+    aligned = [i for i, (name, kind) in enumerate(signature.items()) if kind.startswith("*") or name in aligned_ints]
+    source = ASTSource(kernel, signature, constexprs=constexprs,
+                       attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
 
-    block = block or BLOCK_DEFAULT
-    max_tiles = max_tiles or MAX_TILES_PER_PROGRAM
+
+def sass_of(compiled, tmp):
+    """(resource usage text, SASS text) of a compiled kernel."""
+    cubin = os.path.join(tmp, "kernel.cubin")
+    with open(cubin, "wb") as f:
+        f.write(compiled.asm["cubin"])
+    usage = subprocess.run([tool("cuobjdump"), "--dump-resource-usage", cubin], capture_output=True, text=True,
+                           check=True).stdout
+    sass = subprocess.run([tool("cuobjdump"), "--dump-sass", cubin], capture_output=True, text=True, check=True).stdout
+    return usage, sass
+
+
+def resource_report(archs=(80, 90)):
+    """Compile every specialisation for each SM version; return one dict per (kernel, arch)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in archs:
-            for label, src in _sources(block, max_tiles):
-                compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                                          options={"num_warps": NUM_WARPS, "enable_fp_fusion": False,
-                                                   "maxnreg": MAX_REGISTERS})
-                cubin = os.path.join(tmp, "k.cubin")
-                with open(cubin, "wb") as f:
-                    f.write(compiled.asm["cubin"])
-                usage = subprocess.run([_tool("cuobjdump"), "--dump-resource-usage", cubin],
-                                       capture_output=True, text=True, check=True).stdout
-                sass = subprocess.run([_tool("cuobjdump"), "--dump-sass", cubin],
-                                      capture_output=True, text=True, check=True).stdout
+            for label, kernel, kwargs in launches():
+                usage, sass = sass_of(compile_for(kernel, kwargs, arch), tmp)
                 fields = dict(re.findall(r"(REG|STACK|LOCAL|SHARED):(\d+)", usage))
                 rows.append(dict(kernel=label, arch=f"sm_{arch}", registers=int(fields.get("REG", -1)),
                                  stack=int(fields.get("STACK", 0)), local=int(fields.get("LOCAL", 0)),
@@ -106,9 +138,16 @@ def resource_report(archs=(80, 90), block=None, max_tiles=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", type=int, nargs="+", default=[80, 90], help="SM versions (default: 80 90)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--arch", type=int, nargs="+", default=[80, 90], help="SM versions to compile for")
+    parser.add_argument("--cost", action="store_true",
+                        help="print the static cost model (sm_90 SASS counts x simulated noise frequencies)")
     args = parser.parse_args(argv)
+    if args.cost:
+        from .cost import main as cost_main
+
+        return cost_main()
     rows = resource_report(args.arch)
     print(f"{'kernel':36s} {'arch':6s} {'regs':>4s} {'stack':>5s} {'local':>5s} {'LDG.128':>7s} {'LDG':>4s}")
     for r in rows:

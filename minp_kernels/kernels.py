@@ -12,16 +12,16 @@ Kernels:
 * :func:`minp_shard_kernel`: one vocabulary shard when the global row max is already known
   (vocab-parallel sampling, :mod:`minp_kernels.distributed`).
 
-Why the single pass is exact: the threshold needs ``m``, known only at the end, so the pass keeps,
-per tile, the tile max and the best token under the *running* threshold (never above the final
-one).  At the end a tile whose candidate is itself kept under the final threshold holds the tile's
-true best (best of a superset, inside the subset); only tiles whose candidate fell below it and
-could still win are read again (:func:`_resolve`).
+Why it is cheap: the threshold needs only ``m``.  A program first streams its columns once keeping
+only the tile maxima, then computes noise (Philox and two logarithms per token) only for the
+*groups* of ``GROUP_ROWS * WIDTH`` tokens (one 16-byte row per thread) that reach the threshold,
+reading those again from cache: on LM-like rows a few percent of the tokens.  ``minp_kernels.cost``
+models it and ``benchmarks/NOTES.md`` records predictions and measurements.
 
-Why it is cheap: noise (Philox and two logarithms per token) is computed only for *groups* of
-``GROUP_ROWS * WIDTH`` tokens, one row of the layout per thread, that hold a token above the
-running threshold; on LM-like rows that is a few percent of the tokens.  A tile with no such token
-costs one 16-byte load per thread-row and a max.  ``benchmarks/NOTES.md`` has the cost model.
+Why a split row stays exact: a split's threshold comes from a lower bound of the row max, so its
+record is the best token of a superset of its kept set.  A record whose token is itself kept under
+the final threshold is the split's true best; the others are rescanned only if they could still
+win (:func:`_resolve`).
 """
 
 import triton
@@ -190,6 +190,14 @@ def _group_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed, offset
 
 
 @triton.jit
+def _combine(best, best_col, z, min_kept, score, col, z_part, min_part):
+    """Fold a later (higher-column) candidate into the running one: strictly larger score wins, so
+    ties keep the lowest column."""
+    return (tl.maximum(best, score), tl.where(score > best, col, best_col), z + z_part,
+            tl.minimum(min_kept, min_part))
+
+
+@triton.jit
 def _tile_candidate(row_ptr, group0, lo, hi, thr, z_ref, inv_temp, greedy, seed, offset, stream, token_base,
                     RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
                     WIDTH: tl.constexpr):
@@ -210,18 +218,16 @@ def _tile_candidate(row_ptr, group0, lo, hi, thr, z_ref, inv_temp, greedy, seed,
         if _max2d(x) >= thr:
             score, col, z_group, min_group = _group_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed,
                                                               offset, stream, RETURN_LOGPROBS)
-            best_col = tl.where(score > best, col, best_col)
-            best = tl.maximum(best, score)
-            z += z_group
-            min_kept = tl.minimum(min_kept, min_group)
+            best, best_col, z, min_kept = _combine(best, best_col, z, min_kept, score, col, z_group, min_group)
     return best, best_col, z, min_kept
 
 
 @triton.jit
-def _scan_known_threshold(row_ptr, start, end, thr, row_max, inv_temp, greedy, seed, offset, stream, token_base,
+def _scan_known_threshold(row_ptr, start, end, thr, z_ref, inv_temp, greedy, seed, offset, stream, token_base,
                           RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
                           WIDTH: tl.constexpr):
-    """Exact best kept token of columns [start, end) when the threshold is final.
+    """Best token of columns [start, end) at least ``thr``: every tile is read; noise only in the
+    groups of tiles that reach ``thr``.
 
     Tiles are aligned on global ids (``token_base + column``) so that every Philox counter covers
     four whole tokens; returns (score, column, logit, normaliser part, min kept logit).
@@ -232,13 +238,36 @@ def _scan_known_threshold(row_ptr, start, end, thr, row_max, inv_temp, greedy, s
     min_kept = tl.full([], float("inf"), tl.float32)
     first = (start + token_base) // WIDTH
     for group0 in range(first, (end + token_base + WIDTH - 1) // WIDTH, TILE_ROWS):
-        score, col, z_tile, min_tile = _tile_candidate(row_ptr, group0, start, end, thr, row_max, inv_temp, greedy,
-                                                       seed, offset, stream, token_base, RETURN_LOGPROBS, TILE_ROWS,
-                                                       GROUP_ROWS, WIDTH)
-        best_col = tl.where(score > best, col, best_col)
-        best = tl.maximum(best, score)
-        z += z_tile
-        min_kept = tl.minimum(min_kept, min_tile)
+        cols, _ = _tile_columns(group0, token_base, TILE_ROWS, WIDTH)
+        if _tile_max(_load_raw(row_ptr, cols, start, end)) >= thr:
+            score, col, z_tile, min_tile = _tile_candidate(row_ptr, group0, start, end, thr, z_ref, inv_temp, greedy,
+                                                           seed, offset, stream, token_base, RETURN_LOGPROBS,
+                                                           TILE_ROWS, GROUP_ROWS, WIDTH)
+            best, best_col, z, min_kept = _combine(best, best_col, z, min_kept, score, col, z_tile, min_tile)
+    logit = tl.where(best > float("-inf"), _sanitize(_load_raw(row_ptr, best_col, start, end)), float("-inf"))
+    return best, best_col, logit, z, min_kept
+
+
+@triton.jit
+def _scan_candidate_tiles(row_ptr, tile_max_rec, group_start, start, end, thr, z_ref, inv_temp, greedy, seed, offset,
+                          stream, RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
+                          WIDTH: tl.constexpr):
+    """:func:`_scan_known_threshold` over the tiles whose recorded max reaches ``thr`` only (the
+    others hold no token at least ``thr``), in column order; tile ``t`` starts at group
+    ``group_start + t * TILE_ROWS``."""
+    tile_ids = tl.arange(0, tile_max_rec.shape[0])
+    pending = (tile_max_rec >= thr) & (tile_max_rec > float("-inf"))
+    best = tl.full([], float("-inf"), tl.float32)
+    best_col = start + tl.zeros([], tl.int32)
+    z = tl.zeros([], tl.float32)
+    min_kept = tl.full([], float("inf"), tl.float32)
+    while tl.max(pending.to(tl.int32), axis=0) > 0:
+        t = tl.min(tl.where(pending, tile_ids, tile_max_rec.shape[0]), axis=0)
+        score, col, z_tile, min_tile = _tile_candidate(row_ptr, group_start + t * TILE_ROWS, start, end, thr, z_ref,
+                                                       inv_temp, greedy, seed, offset, stream, 0, RETURN_LOGPROBS,
+                                                       TILE_ROWS, GROUP_ROWS, WIDTH)
+        best, best_col, z, min_kept = _combine(best, best_col, z, min_kept, score, col, z_tile, min_tile)
+        pending = pending & (tile_ids != t)
     logit = tl.where(best > float("-inf"), _sanitize(_load_raw(row_ptr, best_col, start, end)), float("-inf"))
     return best, best_col, logit, z, min_kept
 
@@ -333,23 +362,26 @@ def minp_sample_kernel(
     logits_ptr, logits_row_stride, vocab_size, cols_per_program,
     p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
     seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
-    tokens_ptr, logprobs_ptr, split_records_ptr, split_columns_ptr, split_tickets_ptr,
+    tokens_ptr, logprobs_ptr, split_records_ptr, split_columns_ptr, split_tickets_ptr, split_row_max_ptr,
     P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
     RETURN_LOGPROBS: tl.constexpr, HAS_SPLITS: tl.constexpr, MAX_TILES: tl.constexpr, MAX_SPLITS: tl.constexpr,
     TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
 ):
-    """Min-p sample of row ``program_id(0)``, columns of split ``program_id(1)``, in one read.
+    """Min-p sample of row ``program_id(0)``, columns of split ``program_id(1)``.
 
-    Per tile of ``TILE_ROWS * WIDTH`` columns the pass keeps a record: the tile max and the best
-    token under the running threshold ``m_run + delta`` (noise only in the groups that hold a token
-    above it); :func:`_resolve` then makes the row exact.  With ``HAS_SPLITS`` each program writes a
-    split record and bumps the row's ticket; the program that draws the last ticket merges the
-    records with the same :func:`_resolve` and resets the ticket to 0 for the next launch.
+    Phase 1 streams the columns once (next tile prefetched) and keeps only each tile's max in
+    registers.  The threshold then comes from the segment max, or, with splits, the largest max
+    any split of the row has published so far (an atomic max per row): a lower bound of the row
+    max, so the threshold is never above the final one.  Phase 2 revisits only the tiles whose max
+    reaches it, and inside them only the noise groups that do (from L1 / L2: they were just read).
+    Unsplit rows are then exact.  With ``HAS_SPLITS`` each program writes a split record and bumps
+    the row's ticket; the program that draws the last ticket merges the records with
+    :func:`_resolve` and resets the ticket and the published max for the next launch.
 
-    Bytes: ``B * V * itemsize`` read once, plus the groups of candidate tiles read again from L1,
-    plus rescanned tiles (rare, see ``benchmarks/NOTES.md``), plus 8 bytes per row written (12
-    with log-probabilities); with splits ``24`` bytes per split record written and read back.
+    Bytes: ``B * V * itemsize`` read once from memory, plus the candidate tiles' groups read again
+    (usually from cache), plus 8 bytes per row written (12 with log-probabilities); with splits 24
+    bytes per split record written and read back, and a rescanned split in rare rows.
     """
     row = tl.program_id(0).to(tl.int64)
     split = tl.program_id(1)
@@ -363,47 +395,31 @@ def minp_sample_kernel(
                                             SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
     BLOCK: tl.constexpr = TILE_ROWS * WIDTH
 
+    # Phase 1: one read, tile maxima only.
     tile_ids = tl.arange(0, MAX_TILES)
     tile_max_rec = tl.full([MAX_TILES], float("-inf"), tl.float32)
-    score_rec = tl.full([MAX_TILES], float("-inf"), tl.float32)
-    col_rec = tl.zeros([MAX_TILES], tl.int32) + col_start
-    z_rec = tl.zeros([MAX_TILES], tl.float32)
-    z_ref_rec = tl.zeros([MAX_TILES], tl.float32)
-    min_kept_rec = tl.full([MAX_TILES], float("inf"), tl.float32)
-    row_max = tl.full([], float("-inf"), tl.float32)
     group_start = col_start // WIDTH  # col_start is a multiple of BLOCK
     cols_next, _ = _tile_columns(group_start, 0, TILE_ROWS, WIDTH)
     x_next = _load_raw(row_ptr, cols_next, col_start, col_end)
     for t in range(0, tl.cdiv(col_end - col_start, BLOCK)):
         x = x_next
-        # Issue the next tile's load before this tile's math: two tiles in flight per program.
+        # Issue the next tile's load before this tile's max: two tiles in flight per program.
         cols_next, _ = _tile_columns(group_start + (t + 1) * TILE_ROWS, 0, TILE_ROWS, WIDTH)
         x_next = _load_raw(row_ptr, cols_next, col_start, col_end)
-        tile_max = _tile_max(x)
-        row_max = tl.maximum(row_max, tile_max)
-        thr = row_max + delta
-        hit = tile_ids == t
-        tile_max_rec = tl.where(hit, tile_max, tile_max_rec)
-        if tile_max >= thr:  # the tile holds a token above the running threshold
-            score, col, z, min_kept = _tile_candidate(
-                row_ptr, group_start + t * TILE_ROWS, col_start, col_end, thr, row_max, inv_temp, greedy, row_seed,
-                row_offset, stream, 0, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
-            score_rec = tl.where(hit, score, score_rec)
-            col_rec = tl.where(hit, col, col_rec)
-            z_rec = tl.where(hit, z, z_rec)
-            z_ref_rec = tl.where(hit, row_max, z_ref_rec)
-            min_kept_rec = tl.where(hit, min_kept, min_kept_rec)
-    # The candidates' logits, read back once per program (a gather of at most MAX_TILES values).
-    logit_rec = tl.where(score_rec > float("-inf"), _sanitize(_load_raw(row_ptr, col_rec, col_start, col_end)),
-                         float("-inf"))
-    best, best_col, best_logit, z, min_kept = _resolve(
-        tile_max_rec, score_rec, col_rec, logit_rec, z_rec, z_ref_rec, min_kept_rec, row_max, row_ptr, col_start,
-        BLOCK, col_end, delta, inv_temp, greedy, row_seed, row_offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS,
-        WIDTH)
+        tile_max_rec = tl.where(tile_ids == t, _tile_max(x), tile_max_rec)
+    seg_max = tl.max(tile_max_rec, axis=0)
+    known_max = seg_max
+    if HAS_SPLITS:
+        known_max = tl.maximum(seg_max, tl.atomic_max(split_row_max_ptr + row, seg_max, sem="relaxed"))
+
+    # Phase 2: noise only where a token reaches the threshold.
+    best, best_col, best_logit, z, min_kept = _scan_candidate_tiles(
+        row_ptr, tile_max_rec, group_start, col_start, col_end, known_max + delta, seg_max, inv_temp, greedy, row_seed,
+        row_offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
     if HAS_SPLITS:
         num_splits = tl.num_programs(1)
         record = split_records_ptr + (row * num_splits + split) * SPLIT_RECORD_WORDS
-        tl.store(record + SPLIT_ROW_MAX, row_max)
+        tl.store(record + SPLIT_ROW_MAX, seg_max)
         tl.store(record + SPLIT_SCORE, best)
         tl.store(record + SPLIT_LOGIT, best_logit)
         tl.store(record + SPLIT_Z, z)
@@ -417,9 +433,11 @@ def minp_sample_kernel(
             _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta, inv_temp, greedy, invalid,
                           row_seed, row_offset, stream, tokens_ptr, logprobs_ptr, split_records_ptr,
                           split_columns_ptr, RETURN_LOGPROBS, MAX_SPLITS, TILE_ROWS, GROUP_ROWS, WIDTH)
-            tl.store(split_tickets_ptr + row, 0)  # every split has taken its ticket: ready for the next launch
+            # Every split has taken its ticket and published its max: ready for the next launch.
+            tl.store(split_tickets_ptr + row, 0)
+            tl.store(split_row_max_ptr + row, float("-inf"))
     else:
-        _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
+        _store_result(row, best_col, best_logit, z, seg_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                       RETURN_LOGPROBS)
 
 

@@ -25,11 +25,12 @@ except ImportError:  # pragma: no cover
 INTERPRETED = isinstance(minp_sample_kernel, InterpretedFunction) if InterpretedFunction else False
 
 TILE_BYTES = 4096  # logits per tile: 256 rows of 16 bytes (1024 fp32 or 2048 fp16 / bf16 tokens)
-NUM_WARPS = 2  # a noise group is one 16-byte row per thread: 64 threads x 16 bytes
-# Register ceiling handed to ptxas (no spills on sm_80 / sm_90 at this ceiling: `python -m minp_kernels.aot`).
+NUM_WARPS = 1  # a noise group is one 16-byte row per thread (32 x 16 bytes); no block-wide barriers
+# Register ceiling handed to ptxas (no spills on sm_80 / sm_90 at this ceiling: `python -m minp_kernels.aot`);
+# 16 one-warp programs of 128 registers fill an SM's register file.
 MAX_REGISTERS = 128
 MAX_TILES_PER_PROGRAM = 64  # bounds the per-program tile records kept in registers
-PROGRAMS_PER_SM = 8  # split rows until the grid has about this many programs per SM
+PROGRAMS_PER_SM = 16  # split rows until the grid has about this many programs per SM
 # Triton's CPU interpreter costs per block operation, not per element: by default it runs 8 KB tiles
 # of one noise group each (the same code path; tests pass block / num_warps to cover several
 # groups per tile).
@@ -123,15 +124,16 @@ def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num
     return LaunchPlan((batch, splits), cols_per_program, splits, constexprs, _compile_options(num_warps))
 
 
-# Split workspace per device: records [rows * splits * 6] float32 and one int32 ticket per row, kept
-# at 0 between launches (the last split of a row resets it).  Grown, never shrunk; a grown-out
-# buffer stays alive because a CUDA graph captured earlier may still point to it.
+# Split workspace per device: records [rows * splits * 6] float32, and per row an int32 ticket and
+# the largest published split max, kept at 0 and -inf between launches (the last split of a row
+# resets them).  Grown, never shrunk; a grown-out buffer stays alive because a CUDA graph captured
+# earlier may still point to it.
 _WORKSPACES = {}
 _RETIRED_WORKSPACES = []
 
 
 def split_workspace(device, records, rows):
-    """(records float32, tickets int32) with room for ``records`` split records and ``rows`` rows."""
+    """(records float32, tickets int32, row maxima float32) for ``records`` split records and ``rows`` rows."""
     words = SPLIT_RECORD_WORDS.value
     workspace = _WORKSPACES.get(device)
     if workspace is None or workspace[0].numel() < records * words or workspace[1].numel() < rows:
@@ -139,7 +141,8 @@ def split_workspace(device, records, rows):
             _RETIRED_WORKSPACES.append(workspace)
             records, rows = max(records, workspace[0].numel() // words), max(rows, workspace[1].numel())
         workspace = (torch.empty(max(records, 1) * words, device=device, dtype=torch.float32),
-                     torch.zeros(max(rows, 1), device=device, dtype=torch.int32))
+                     torch.zeros(max(rows, 1), device=device, dtype=torch.int32),
+                     torch.full((max(rows, 1),), float("-inf"), device=device, dtype=torch.float32))
         _WORKSPACES[device] = workspace
     return workspace
 
@@ -184,13 +187,13 @@ def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, ret
                             tokens, logprobs):
     """Keyword arguments of :func:`minp_sample_kernel` (also what ``aot.py`` compiles from)."""
     batch = logits_2d.shape[0]
-    records, tickets = split_workspace(logits_2d.device, batch * plan.num_splits if plan.num_splits > 1 else 0,
-                                       batch if plan.num_splits > 1 else 0)
+    split_rows = batch if plan.num_splits > 1 else 0
+    records, tickets, row_maxima = split_workspace(logits_2d.device, split_rows * plan.num_splits, split_rows)
     return dict(
         logits_ptr=logits_2d, logits_row_stride=logits_2d.stride(0), vocab_size=logits_2d.shape[1],
         cols_per_program=plan.cols_per_program, **row_arguments(params, records, tokens),
         tokens_ptr=tokens, logprobs_ptr=logprobs, split_records_ptr=records,
-        split_columns_ptr=records.view(torch.int32), split_tickets_ptr=tickets,
+        split_columns_ptr=records.view(torch.int32), split_tickets_ptr=tickets, split_row_max_ptr=row_maxima,
         TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs), **plan.constexprs,
         **plan.options)
 

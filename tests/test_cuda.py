@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import minp_kernels
+
 from conftest import requires_cuda
 from helpers import both_backends, lm_like_logits
 

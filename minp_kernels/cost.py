@@ -3,14 +3,16 @@
 Three ingredients (``python -m minp_kernels.aot --cost`` prints them):
 
 1. **Instructions by pipe**, from the sm_90 SASS of small probe kernels built from the kernel's own
-   device functions (:mod:`minp_kernels.kernels`): one skipped tile (load + max), one group check in
-   a candidate tile (reload + max), one noise group (Philox, two logs, score, two reductions).  The
-   probes have no loops, so static counts are the dynamic counts; a probe's fixed prologue and
-   epilogue (an empty probe) is subtracted.
-2. **How often each runs**, from a numpy simulation of the single pass over rows of each family
-   (Gaussian, peaked, flat, adversarial) with the launch plan's tile, group and split sizes: the
-   share of candidate tiles and the noise groups per tile under the running threshold.  Rescans are
-   left out (a tile reread in 10-25% of rows: under 1% of the bytes).
+   device functions (:mod:`minp_kernels.kernels`): phase 1 per tile (load + max), in phase 2 the
+   choice of the next candidate tile, one group check (reload + max) and one noise group (Philox,
+   two logs, score, two reductions).  The probes have no loops, so static counts are the dynamic
+   counts; a probe's fixed prologue and epilogue (an empty probe) is subtracted.
+2. **How often each runs**, from a numpy simulation of each row family (Gaussian, peaked, flat,
+   adversarial) with the launch plan's tile, group and split sizes: the share of tiles that reach
+   the threshold and the noise groups per tile.  v2 used the running threshold of its single pass;
+   v3 thresholds on the row max (splits see each other's published maxima, ``shared``) or, as a
+   pessimistic bound, on its own split's max (``own``).  Rescans are left out (v2: a tile reread in
+   10-25% of rows, under 1% of the bytes; v3: only split rows whose published maxima lagged).
 3. **An H100 SM**: 4 schedulers issuing one warp instruction per clock at an efficiency ``eta``;
    per-clock pipe rates (warp instructions): FMA 4, integer 2, MUFU / conversions 0.5, load-store 1;
    memory 3.0 TB/s over 132 SMs at 1.755 GHz, 12.95 bytes per SM-clock.  Time per tile is the larger
@@ -74,6 +76,14 @@ _PROBES_V3 = '''
 import triton
 import triton.language as tl
 from minp_kernels.kernels import _group_candidate, _load_raw, _max2d, _sanitize, _tile_columns, _tile_max
+
+
+@triton.jit
+def next_candidate(logits_ptr, out_ptr, lo, hi, thr, inv_temp, seed, offset, ROWS: tl.constexpr,
+                   WIDTH: tl.constexpr):
+    ids = tl.arange(0, ROWS)
+    pending = tl.load(logits_ptr + lo + ids).to(tl.float32) >= thr
+    tl.store(out_ptr, tl.max(pending.to(tl.int32), axis=0) + tl.min(tl.where(pending, ids, ROWS), axis=0))
 
 
 @triton.jit
@@ -232,18 +242,42 @@ def added(*counts):
     return {p: sum(c[p] for c in counts) for p in counts[0]}
 
 
+def compute_over_memory(per_tile, tile_bytes, warps, eta):
+    """Compute clocks of a tile over its memory clocks (below 1: memory-bound)."""
+    memory = tile_bytes / (READ_BYTES_PER_S / SM_COUNT / CLOCK_HZ)
+    return tile_cycles(per_tile, warps, eta) / memory
+
+
 def predict(per_tile, tile_bytes, warps, eta):
     """Fraction of copy bandwidth: memory clocks of a tile over max(memory, compute) clocks."""
-    memory = tile_bytes / (READ_BYTES_PER_S / SM_COUNT / CLOCK_HZ)
-    return memory / max(memory, tile_cycles(per_tile, warps, eta))
+    return 1 / max(1.0, compute_over_memory(per_tile, tile_bytes, warps, eta))
 
 
 def v2_per_tile(counts, stats):
     return added(counts["skip_tile"], scaled(counts["noise_tile"], stats.candidate_share))
 
 
+def simulate_two_phase(x, delta, block, group, splits, shared):
+    """v3: tiles and groups reaching the threshold of the row max (``shared``) or of each split's max."""
+    rows, vocab = x.shape
+    cols_per_split = math.ceil(math.ceil(vocab / block) / splits) * block
+    row_max = x.max(-1, keepdims=True)
+    tiles = candidates = noisy = 0
+    for start in range(0, vocab, cols_per_split):
+        seg = x[:, start:start + cols_per_split]
+        seg = np.pad(seg, ((0, 0), (0, (-seg.shape[1]) % block)), constant_values=-np.inf)
+        thr = (row_max if shared else seg.max(-1, keepdims=True)) + delta
+        tile_max = seg.reshape(rows, -1, block).max(-1)
+        group_max = seg.reshape(rows, -1, block // group, group).max(-1)
+        tiles += tile_max.size
+        candidates += (tile_max >= thr).sum()
+        noisy += (group_max >= thr[..., None]).sum()
+    return PassStats(math.ceil(vocab / block), candidates / tiles, noisy / tiles)
+
+
 def v3_per_tile(counts, stats, groups_per_tile):
-    return added(counts["skip_tile"], scaled(counts["group_check"], stats.candidate_share * groups_per_tile),
+    per_candidate = added(counts["next_candidate"], scaled(counts["group_check"], groups_per_tile))
+    return added(counts["skip_tile"], scaled(per_candidate, stats.candidate_share),
                  scaled(counts["noise_group"], stats.noise_groups_per_tile))
 
 
@@ -272,6 +306,7 @@ def main(rows=16):
             v3_group = 32 * v3_warps * width
             v2_counts = probe_counts(v2, ("skip_tile", "noise_tile"), v2_block // width, width, v2_warps, tmp)
             v3_tile = probe_counts(v3, ("skip_tile",), v3_block // width, width, v3_warps, tmp)
+            v3_tile.update(probe_counts(v3, ("next_candidate",), launch.MAX_TILES_PER_PROGRAM, width, v3_warps, tmp))
             v3_group_counts = probe_counts(v3, ("group_check", "noise_group"), v3_group // width, width, v3_warps,
                                            tmp)
             v3_counts = {**v3_tile, **v3_group_counts}
@@ -294,22 +329,24 @@ def main(rows=16):
                 total = sum(c[p] for p in PIPE_RATE)
                 lines.append(f"  {version} {name:12s} {total:5d} = " + "/".join(str(c[p]) for p in PIPE_RATE)
                              + f", {c['barrier']} BAR")
-    lines += ["", "| dtype | family | version | tile | candidate tiles | noise groups / tile | predicted % of copy "
-              "| measured |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| dtype | family | version | tile / group, splits | threshold | tiles reaching it | noise groups "
+              "/ tile | compute / memory | predicted % of copy | measured (H100) |", "|---" * 10 + "|"]
     for r in out:
         itemsize = r["itemsize"]
         for family, (p_base, _) in FAMILIES.items():
             x = family_rows(family, rows, VOCAB)
             s2 = simulate_pass(x, math.log(p_base), r["v2_block"], 4, 1)
-            p2 = predict(v2_per_tile(r["counts_v2"], s2), r["v2_block"] * itemsize, r["v2_warps"], eta)
-            s3 = simulate_pass(x, math.log(p_base), r["v3_block"], r["v3_group"], r["v3_splits"])
-            p3 = predict(v3_per_tile(r["counts_v3"], s3, r["v3_block"] // r["v3_group"]), r["v3_block"] * itemsize,
-                         r["v3_warps"], eta)
+            ratio2 = compute_over_memory(v2_per_tile(r["counts_v2"], s2), r["v2_block"] * itemsize, r["v2_warps"], eta)
             measured = f"{V2_MEASURED[r['dtype']]:.0%}" if family == "gaussian" else "-"
-            lines.append(f"| {r['dtype']} | {family} | v2 | {r['v2_block']} | {s2.candidate_share:.1%} | "
-                         f"{s2.candidate_share:.2f} (whole tile) | {p2:.0%} | {measured} |")
-            lines.append(f"| {r['dtype']} | {family} | v3 | {r['v3_block']} / group {r['v3_group']} x "
-                         f"{r['v3_splits']} splits | {s3.candidate_share:.1%} | {s3.noise_groups_per_tile:.3f} | "
-                         f"{p3:.0%} | pending GPU |")
+            lines.append(f"| {r['dtype']} | {family} | v2 | {r['v2_block']}, 1 | running | {s2.candidate_share:.1%} | "
+                         f"{s2.candidate_share:.2f} (whole tile) | {ratio2:.2f} | {1 / max(1, ratio2):.0%} | "
+                         f"{measured} |")
+            for shared in (True, False):
+                s3 = simulate_two_phase(x, math.log(p_base), r["v3_block"], r["v3_group"], r["v3_splits"], shared)
+                ratio3 = compute_over_memory(v3_per_tile(r["counts_v3"], s3, r["v3_block"] // r["v3_group"]),
+                                             r["v3_block"] * itemsize, r["v3_warps"], eta)
+                lines.append(f"| {r['dtype']} | {family} | v3 | {r['v3_block']} / {r['v3_group']}, {r['v3_splits']} | "
+                             f"{'shared' if shared else 'own'} | {s3.candidate_share:.1%} | "
+                             f"{s3.noise_groups_per_tile:.3f} | {ratio3:.2f} | {1 / max(1, ratio3):.0%} | pending |")
     print("\n".join(lines))
     return 0

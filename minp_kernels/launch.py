@@ -72,12 +72,13 @@ def _sm_count(device):
 def plan_splits(batch, vocab, block, sm_count, num_splits=None):
     """(columns per program, number of splits per row).
 
-    Small batches split each row so that the grid fills the GPU; any row splits so that one program
+    Small batches split each row so that the grid fills the GPU in one wave (rounding the split count
+    down: 2,560 programs for 2,112 slots would take two waves); any row splits so that one program
     never holds more than ``MAX_TILES_PER_PROGRAM`` tile records.
     """
     tiles = _cdiv(vocab, block)
     if num_splits is None:
-        num_splits = max(1, min(_cdiv(PROGRAMS_PER_SM * sm_count, max(batch, 1)), tiles))
+        num_splits = max(1, min(PROGRAMS_PER_SM * sm_count // max(batch, 1), tiles))
     num_splits = max(num_splits, _cdiv(tiles, MAX_TILES_PER_PROGRAM))
     cols_per_program = _cdiv(tiles, num_splits) * block
     return cols_per_program, _cdiv(vocab, cols_per_program)

@@ -30,6 +30,7 @@ from benchmarks.report import (
     default_out_dir,
     device_slug,
     environment,
+    file_suffix,
     header_lines,
     table,
     write_json,
@@ -177,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calls", type=int, default=300, help="back-to-back calls per timed batch")
     parser.add_argument("--repeats", type=int, default=7, help="timed batches; the median is reported")
     parser.add_argument("--out", default=default_out_dir(), help="folder for the JSON and markdown files")
-    parser.add_argument("--tag", default="", help="suffix of the output file names (default: none)")
+    parser.add_argument("--tag", default="", help="label appended to the output file names: --tag v3 writes "
+                        "...-v3.json (default: none)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on CPU (ignored on CUDA)")
     return parser
 
@@ -188,7 +190,8 @@ def main(argv=None) -> list[str]:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit("--device: expected cpu on this machine (torch sees no CUDA device), got cuda")
-        torch.cuda.set_device(device)
+        if device.index is not None:  # a bare "cuda" keeps the current device
+            torch.cuda.set_device(device)
     else:
         torch.set_num_threads(args.threads)
     env = environment(device)
@@ -199,7 +202,7 @@ def main(argv=None) -> list[str]:
         payload["eager_wall"], payload["absent"] = eager_wall_per_provider(args.vocab, args.batches, device,
                                                                            args.repeats)
     os.makedirs(args.out, exist_ok=True)
-    prefix = os.path.join(args.out, f"host-{device_slug(env)}-{env['date']}{args.tag}")
+    prefix = os.path.join(args.out, f"host-{device_slug(env)}-{env['date']}{file_suffix(args.tag)}")
     write_json(prefix + ".json", payload)
     text = markdown(payload)
     write_text(prefix + ".md", text)

@@ -70,6 +70,11 @@ def device_slug(env: dict) -> str:
     return "".join(c if c.isalnum() else "-" for c in env["device"].lower()).strip("-")
 
 
+def file_suffix(tag: str) -> str:
+    """``-tag`` for a non-empty tag, else nothing."""
+    return f"-{tag}" if tag else ""
+
+
 def header_lines(env: dict, copy_gbps: float | None = None) -> list[str]:
     """Markdown lines naming the device, versions, commit and date (only what is known)."""
     if env["device_type"] == "cuda":
@@ -116,3 +121,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if action.default is None or action.default is False or action.default == "":
             return action.help
         return super()._get_help_string(action)
+
+
+def main() -> None:
+    """``python -m benchmarks.report``: print this machine's environment record (gpu_check's env step)."""
+    env = environment(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    print(json.dumps(env, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -33,6 +33,7 @@ from benchmarks.report import (
     default_out_dir,
     device_slug,
     environment,
+    file_suffix,
     header_lines,
     table,
     write_json,
@@ -378,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--vocabs", type=int, nargs="+", metavar="V", help="override the grid's vocabularies (default: the grid's)")
     add("--batches", type=int, nargs="+", metavar="B", help="override the grid's batch sizes (default: the grid's)")
     add("--out", default=default_out_dir(), help="folder for the JSON, markdown and PNG files")
-    add("--tag", default="", help="suffix of the output file names, e.g. -v3 (default: none)")
+    add("--tag", default="", help="label appended to the output file names: --tag v3 writes ...-v3.json "
+        "(default: none)")
     add("--threads", type=int, default=1, help="torch threads for a CPU run (ignored on CUDA)")
     add("--repeats", type=int, default=Settings.repeats, help="timed batches per measurement; the median is reported")
     add("--min-graph-calls", type=int, default=Settings.min_graph_calls,
@@ -412,7 +414,8 @@ def main(argv=None) -> list[str]:
     if device.type not in ("cuda", "cpu"):
         raise SystemExit(f"--device: expected cuda[:N] or cpu, got {args.device}")
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        if device.index is not None:  # a bare "cuda" keeps the current device
+            torch.cuda.set_device(device)
     else:
         torch.set_num_threads(args.threads)
     base = GRIDS[(device.type, args.quick)]
@@ -426,7 +429,8 @@ def main(argv=None) -> list[str]:
     env = environment(device)
     copy = copy_gbps(device)
     os.makedirs(args.out, exist_ok=True)
-    prefix = os.path.join(args.out, f"{device_slug(env)}-{env['date']}{'-quick' if args.quick else ''}{args.tag}")
+    name = f"{device_slug(env)}-{env['date']}{'-quick' if args.quick else ''}{file_suffix(args.tag)}"
+    prefix = os.path.join(args.out, name)
     payload = dict(schema=SCHEMA, environment=env, copy_gbps=copy, grid=asdict(grid), settings=asdict(settings),
                    providers=[dict(name=p.name, temperature_first=p.temperature_first, summary=p.summary,
                                    graph_safe=p.graph_safe) for p in providers],

@@ -180,17 +180,24 @@ def run_grid(device: torch.device, grid: Grid, providers, settings: Settings = S
     ``checkpoint(rows)`` runs after every point; with ``budget_s`` no point starts after that many seconds.
     """
     points = grid.points()
-    try:
-        from tqdm import tqdm
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
 
-        bar = tqdm(points, desc="benchmark grid", unit="point", disable=not progress)
-    except ImportError:
-        bar = points
+            bar = tqdm(total=len(points), desc="benchmark grid", unit="point")
+        except ImportError:
+            pass
     start, rows, complete = time.monotonic(), [], True
-    for family_name, dname, vocab, batch in bar:
+    for index, (family_name, dname, vocab, batch) in enumerate(points):
         if budget_s is not None and time.monotonic() - start > budget_s:
             complete = False
             break
+        label = f"{family_name} {dname} V={vocab} B={batch}"
+        if bar is not None:
+            bar.set_postfix_str(label)
+        else:  # one line per point for logs
+            print(f"point {index + 1}/{len(points)}: {label} ({time.monotonic() - start:.0f} s)", flush=True)
         family, dtype = FAMILIES[family_name], DTYPES[dname]
         nbytes = batch * vocab * dtype.itemsize
         copies = max(2, min(MAX_BUFFERS, ROTATE_BYTES // nbytes)) if device.type == "cuda" else 1
@@ -213,6 +220,10 @@ def run_grid(device: torch.device, grid: Grid, providers, settings: Settings = S
             torch.cuda.empty_cache()
         if checkpoint is not None:
             checkpoint(rows)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
     return rows, complete
 
 

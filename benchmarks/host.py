@@ -118,12 +118,14 @@ def python_before_launch(vocab: int, batches, device: torch.device, calls: int, 
     return neg_us, rows
 
 
-def eager_wall_per_provider(vocab: int, batches, device: torch.device, repeats: int) -> tuple[list, dict]:
-    """CUDA: eager wall time per call of every provider of ``benchmarks.run`` (one sync per batch of calls)."""
+def eager_wall_per_provider(vocab: int, batches, device: torch.device, repeats: int,
+                            names=None) -> tuple[list, dict]:
+    """CUDA: eager wall time per call of the providers of ``benchmarks.run`` (all, or ``names``), one sync
+    per batch of back-to-back calls."""
     from benchmarks.families import FAMILIES, make_logits
     from benchmarks.run import select_providers
 
-    providers, absent = select_providers(device)
+    providers, absent = select_providers(device, names)
     family = FAMILIES["gaussian"]
     rows = []
     for batch in batches:
@@ -177,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64], metavar="B", help="batch sizes")
     parser.add_argument("--calls", type=int, default=300, help="back-to-back calls per timed batch")
     parser.add_argument("--repeats", type=int, default=7, help="timed batches; the median is reported")
+    parser.add_argument("--providers", nargs="+", metavar="NAME",
+                        help="CUDA: time the eager wall time of only these providers of benchmarks.run (default: "
+                        "every provider timed on the device; `python -m benchmarks.run --help` lists them)")
     parser.add_argument("--out", default=default_out_dir(), help="folder for the JSON and markdown files")
     parser.add_argument("--tag", default="", help="label appended to the output file names: --tag v3 writes "
                         "...-v3.json (default: none)")
@@ -200,7 +205,7 @@ def main(argv=None) -> list[str]:
                    neg_us=neg_us, python_before_launch=rows)
     if device.type == "cuda":
         payload["eager_wall"], payload["absent"] = eager_wall_per_provider(args.vocab, args.batches, device,
-                                                                           args.repeats)
+                                                                           args.repeats, args.providers)
     os.makedirs(args.out, exist_ok=True)
     prefix = os.path.join(args.out, f"host-{device_slug(env)}-{env['date']}{file_suffix(args.tag)}")
     write_json(prefix + ".json", payload)

@@ -21,37 +21,38 @@ from minp_kernels.reference import kept_mask
 PEER_PATHS = {
     "vllm_style": baselines.vllm_style,
     "hf_warpers": baselines.hf_warpers,
-    "mrv2_triton": lambda logits, p_base, temp: baselines.mrv2_triton(
-        logits, p_base, temp, seed=torch.arange(len(logits))),  # Triton interpreter on CPU
+    "mrv2_triton": lambda logits, p_base, temp: baselines.mrv2_triton(  # Triton interpreter on CPU
+        logits, p_base, temp, seed=torch.arange(len(logits), device=logits.device)),
 }
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
 @pytest.mark.parametrize("family", ["gaussian", "peaked"])
 @pytest.mark.parametrize("path", list(PEER_PATHS))
-def test_peer_paths_draw_inside_the_min_p_kept_set(path, family, dtype):
+def test_peer_paths_draw_inside_the_min_p_kept_set(path, family, dtype, device):
     logits = make_logits(family, 8, 300, dtype)
     for p_base, temp in ((0.1, 1.0), (0.3, 1.7)):
-        tokens = PEER_PATHS[path](logits, p_base, temp)
+        tokens = PEER_PATHS[path](logits.to(device), p_base, temp).cpu()
         assert tokens.dtype == torch.int64 and tokens.shape == (8,)
         kept = kept_mask(logits, p_base, temp, temperature_first=True)
         assert kept[torch.arange(8), tokens].all(), (p_base, temp, tokens)
 
 
-def test_peer_paths_take_per_row_parameters():
+def test_peer_paths_take_per_row_parameters(device):
     logits = make_logits("gaussian", 6, 200)
     p_base = torch.tensor([0.0, 0.05, 0.1, 0.3, 0.6, 1.0])
     temp = torch.tensor([0.5, 1.0, 1.5, 2.0, 3.0, 1.0])
     kept = torch.stack([kept_mask(logits[i], p_base[i].item(), temp[i].item(), temperature_first=True)
                         for i in range(6)])
+    logits, p_base, temp = logits.to(device), p_base.to(device), temp.to(device)
     for tokens in (baselines.vllm_style(logits, p_base, temp), baselines.mrv2_triton(logits, p_base, temp, seed=5)):
-        assert kept[torch.arange(6), tokens].all()
+        assert kept[torch.arange(6), tokens.cpu()].all()
 
 
-def test_mrv2_pair_noise_is_keyed_by_seed_and_token():
+def test_mrv2_pair_noise_is_keyed_by_seed_and_token(device):
     """Same seeds, same tokens, whatever the batch around them; other seeds, other draws."""
-    row = torch.randn(64, generator=torch.Generator().manual_seed(3))  # std 1: a dozen or more kept tokens
-    seeds = torch.arange(8) * 7919
+    row = torch.randn(64, generator=torch.Generator().manual_seed(3)).to(device)  # std 1: many kept tokens
+    seeds = torch.arange(8, device=device) * 7919
     tokens = baselines.mrv2_triton(row.expand(8, -1), 0.1, 1.0, seed=seeds)
     assert torch.equal(tokens[2:5], baselines.mrv2_triton(row.expand(3, -1), 0.1, 1.0, seed=seeds[2:5]))
     assert len(set(tokens.tolist())) > 1
@@ -166,19 +167,25 @@ def test_help_lists_providers_families_and_defaults(capsys):
 # ------------------------------------------------------------------------------------------------
 # Host benchmark and GPU script
 # ------------------------------------------------------------------------------------------------
-def test_host_benchmark_prints_the_ratio_column(tmp_path, capsys):
-    paths = host.main(["--device", "cpu", "--batches", "1", "8", "--calls", "20", "--repeats", "2",
-                       "--out", str(tmp_path)])
+def test_host_benchmark_prints_the_ratio_column(tmp_path, capsys, device):
+    """On CPU (the interpreter set by conftest) the Python time per argument kind; on a GPU machine
+    also one provider's eager wall time (the test limits the providers: the others compile for long)."""
+    paths = host.main(["--device", device.type, "--batches", "1", "8", "--calls", "20", "--repeats", "2",
+                       "--providers", "vllm_style", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "| B | arguments | Python us per call | x torch.neg |" in out
     payload = json.load(open(paths[0]))
-    kinds = list(host.argument_kinds(1, torch.device("cpu")))
+    kinds = list(host.argument_kinds(1, device))
     assert [(r["batch"], r["arguments"]) for r in payload["python_before_launch"]] == [
         (b, k) for b in (1, 8) for k in kinds]
     for r in payload["python_before_launch"]:
         assert r["python_us"] > 0 and r["ratio_to_neg"] == pytest.approx(r["python_us"] / payload["neg_us"])
         assert f"| {r['batch']} | {r['arguments']} | {r['python_us']:.1f} | {r['ratio_to_neg']:.1f} |" in out
-    assert "eager_wall" not in payload  # provider wall times need a GPU
+    if device.type == "cuda":
+        assert [(r["batch"], r["provider"]) for r in payload["eager_wall"]] == [(1, "vllm_style"), (8, "vllm_style")]
+        assert all(r["eager_us"] > 0 for r in payload["eager_wall"])
+    else:
+        assert "eager_wall" not in payload  # provider wall times need a GPU
     import minp_kernels.launch
 
     assert minp_kernels.launch.launch_kernel.__name__ != "<lambda>"  # the no-op is gone afterwards

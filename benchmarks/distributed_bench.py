@@ -3,12 +3,11 @@
 Spawns ``world`` processes on one machine (gloo on CPU; NCCL with ``--backend nccl`` on a multi-GPU
 machine), shards ``[B, V]`` logits evenly, and times one decode step's sampling both ways (median of
 repeated steps, after a barrier).  Bytes on the wire are counted per rank from the collectives'
-payloads.  Writes ``results/distributed-<backend>-<date>.json`` and ``.md``.
+payloads.  Writes ``<out>/distributed-<backend>-<date>.json`` and ``.md``.
 """
 
 import argparse
-import datetime
-import json
+import functools
 import os
 import socket
 import statistics
@@ -18,7 +17,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from benchmarks.report import HelpFormatter, default_out_dir, environment, table, write_json, write_text
+
 SHAPES = [(8, 32000), (32, 32000), (8, 128256), (32, 128256)]
+
+
+def _gather_then_sample(sample, local, world, seed):
+    """The baseline: all-gather every rank's shard, then sample the full rows."""
+    parts = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(parts, local)
+    return sample(torch.cat(parts, dim=1), 0.1, 1.0, seed=seed)
 
 
 def _worker(rank, world, port, backend, repeats, queue):
@@ -36,14 +44,8 @@ def _worker(rank, world, port, backend, repeats, queue):
         local = (torch.randn(batch, shard, generator=torch.Generator().manual_seed(rank)) * 3).to(device)
         seed = torch.arange(batch, device=device)
 
-        def sharded():
-            return mkd.sample(local, 0.1, 1.0, vocab_start=start, seed=seed)
-
-        def gathered():
-            parts = [torch.empty_like(local) for _ in range(world)]
-            dist.all_gather(parts, local)
-            return minp_kernels.sample(torch.cat(parts, dim=1), 0.1, 1.0, seed=seed)
-
+        sharded = functools.partial(mkd.sample, local, 0.1, 1.0, vocab_start=start, seed=seed)
+        gathered = functools.partial(_gather_then_sample, minp_kernels.sample, local, world, seed)
         times = {}
         for name, fn in (("vocab_parallel", sharded), ("all_gather_then_sample", gathered)):
             fn()
@@ -72,11 +74,13 @@ def _free_port():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worlds", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.distributed_bench", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--worlds", type=int, nargs="+", default=[2, 4], help="numbers of ranks to spawn, in turn")
+    parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl"],
+                        help="process-group backend: gloo (CPU ranks) or nccl (one GPU per rank)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed decode steps per shape; the median is reported")
+    parser.add_argument("--out", default=default_out_dir(), help="folder for the JSON and markdown files")
     args = parser.parse_args(argv)
     ctx = mp.get_context("spawn")
     rows = []
@@ -90,27 +94,26 @@ def main(argv=None):
         rows += queue.get(timeout=1800)
         for p in procs:
             p.join()
-    date = datetime.date.today().isoformat()
-    env = dict(date=date, torch=torch.__version__, backend=args.backend, cpus=os.cpu_count(),
-               device="cpu" if args.backend == "gloo" else torch.cuda.get_device_name())
+    env = environment(torch.device("cpu" if args.backend == "gloo" else "cuda"))
+    env.update(backend=args.backend, cpus=os.cpu_count())
+    date = env["date"]
     lines = [f"Vocab-parallel min-p vs all-gather-then-sample, {args.backend} on {env['device']} "
              f"({env['cpus']} CPUs, one thread per rank), torch {env['torch']}, {date}; median of {args.repeats} "
              "steps; bytes: payload each rank receives from the collectives (all-reduce of the B maxima plus "
              "the B records of every rank, vs every rank's logits shard).", "",
-             "| world | B | V | vocab-parallel us | all-gather us | speed-up | vocab-parallel bytes | all-gather bytes |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['world']} | {r['batch']} | {r['vocab']} | {r['vocab_parallel_us']:.0f} | "
-                     f"{r['all_gather_us']:.0f} | {r['all_gather_us'] / r['vocab_parallel_us']:.1f}x | "
-                     f"{r['vocab_parallel_bytes']:,} | {r['all_gather_bytes']:,} |")
-    table = "\n".join(lines) + "\n"
+             f"Commit {env['commit']}.", "",
+             table(["world", "B", "V", "vocab-parallel us", "all-gather us", "all-gather / vocab-parallel time",
+                    "vocab-parallel bytes", "all-gather bytes"],
+                   [[str(r["world"]), str(r["batch"]), str(r["vocab"]), f"{r['vocab_parallel_us']:.0f}",
+                     f"{r['all_gather_us']:.0f}", f"{r['all_gather_us'] / r['vocab_parallel_us']:.1f}x",
+                     f"{r['vocab_parallel_bytes']:,}", f"{r['all_gather_bytes']:,}"] for r in rows])]
+    text = "\n".join(lines) + "\n"
     os.makedirs(args.out, exist_ok=True)
     prefix = os.path.join(args.out, f"distributed-{args.backend}-{date}")
-    with open(prefix + ".json", "w") as f:
-        json.dump(dict(environment=env, results=rows), f, indent=1)
-    with open(prefix + ".md", "w") as f:
-        f.write(table)
-    print(table)
+    write_json(prefix + ".json", dict(environment=env, results=rows))
+    write_text(prefix + ".md", text)
+    print(text)
+    print("wrote", prefix + ".json", prefix + ".md", sep="\n  ")
 
 
 if __name__ == "__main__":

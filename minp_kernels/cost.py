@@ -41,8 +41,7 @@ SM_COUNT, CLOCK_HZ, READ_BYTES_PER_S = 132, 1.755e9, 3.0e12
 ISSUE_PER_CLOCK = 4
 PIPE_RATE = {"fma": 4.0, "int": 2.0, "xu": 0.5, "lsu": 1.0, "other": 4.0}
 VOCAB, BATCH = 128256, 512
-FAMILIES = {  # name: (p_base, temp) the family is sampled with
-    "gaussian": (0.1, 1.0), "peaked": (0.1, 1.0), "flat": (0.02, 3.0), "adversarial": (0.1, 1.0)}
+FAMILY_NAMES = ("gaussian", "peaked", "flat", "adversarial")
 
 _PIPES = [
     ("xu", r"^(MUFU|I2F|F2I|F2F|FRND|I2I)"),
@@ -181,20 +180,17 @@ def probe_counts(probes, names, rows, width, num_warps, tmp):
 # ------------------------------------------------------------------------------------------------
 # Simulation of the pass (numpy)
 # ------------------------------------------------------------------------------------------------
-def family_rows(family, rows, vocab, seed=0):
-    """float32 ``[rows, vocab]`` logits of a row family (the benchmark's families, in numpy)."""
-    rng = np.random.default_rng(seed)
-    if family in ("gaussian", "flat"):
-        return (rng.standard_normal((rows, vocab)) * 3).astype(np.float32)
-    if family == "peaked":  # one dominant token over a Zipf-like tail
-        ranks = np.arange(1, vocab + 1)
-        tail = -1.1 * np.log(ranks) + rng.standard_normal((rows, vocab)) * 0.5
-        x = np.stack([rng.permutation(t) for t in tail]).astype(np.float32)
-        x[np.arange(rows), rng.integers(0, vocab, rows)] += 12
-        return x
-    if family == "adversarial":  # ascending: the running max rises in every tile
-        return (np.linspace(-8, 8, vocab)[None, :] + rng.standard_normal((rows, vocab)) * 0.1).astype(np.float32)
-    raise ValueError(f"family: expected one of {sorted(FAMILIES)}, got {family!r}")
+def family_rows(family, rows, vocab):
+    """float32 numpy ``[rows, vocab]`` logits of one of the benchmark's row families and its p_base.
+
+    The families live in ``benchmarks/families.py`` (the model predicts what the benchmark measures),
+    so the model runs from a checkout of the repository.
+    """
+    try:
+        from benchmarks.families import FAMILIES, make_logits
+    except ImportError as e:  # pragma: no cover - an installed package without its repository
+        raise RuntimeError("the cost model needs benchmarks/families.py: run it from the repository root") from e
+    return make_logits(family, rows, vocab).numpy(), FAMILIES[family].p_base
 
 
 @dataclass
@@ -316,7 +312,8 @@ def main(rows=16):
                             v2_warps=v2_warps, v3_warps=v3_warps))
     # Fitted on v2 fp32 only (v2 at B = 512 ran one program per row: 2 programs per SM, no splits).
     fp32 = out[0]
-    v2_stats = simulate_pass(family_rows("gaussian", rows, VOCAB), math.log(0.1), fp32["v2_block"], 4, 1)
+    gaussian, p_base = family_rows("gaussian", rows, VOCAB)
+    v2_stats = simulate_pass(gaussian, math.log(p_base), fp32["v2_block"], 4, 1)
     eta = fit_eta(v2_per_tile(fp32["counts_v2"], v2_stats), fp32["v2_block"] * 4, fp32["v2_warps"],
                   V2_MEASURED["float32"])
     lines = [f"Cost model (sm_90 SASS of probe kernels; H100: {SM_COUNT} SMs, {CLOCK_HZ / 1e9:.3f} GHz, "
@@ -333,8 +330,8 @@ def main(rows=16):
               "/ tile | compute / memory | predicted % of copy | measured (H100) |", "|---" * 10 + "|"]
     for r in out:
         itemsize = r["itemsize"]
-        for family, (p_base, _) in FAMILIES.items():
-            x = family_rows(family, rows, VOCAB)
+        for family in FAMILY_NAMES:
+            x, p_base = family_rows(family, rows, VOCAB)
             s2 = simulate_pass(x, math.log(p_base), r["v2_block"], 4, 1)
             ratio2 = compute_over_memory(v2_per_tile(r["counts_v2"], s2), r["v2_block"] * itemsize, r["v2_warps"], eta)
             measured = f"{V2_MEASURED[r['dtype']]:.0%}" if family == "gaussian" else "-"

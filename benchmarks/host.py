@@ -72,11 +72,11 @@ def _import_minp_kernels(device: torch.device):
 def launches_disabled(launch_module):
     """Replace ``launch_module.launch_kernel`` with a no-op for the duration (restored afterwards)."""
     if not callable(getattr(launch_module, "launch_kernel", None)):
-        raise SystemExit("benchmarks.host: minp_kernels.launch has no launch_kernel(kernel, grid, **kwargs); this "
+        raise SystemExit("benchmarks.host: minp_kernels.launch has no launch_kernel(kernel, grid, kwargs); this "
                          "benchmark replaces that function with a no-op to time the Python work before the launch, "
                          "so it needs the launcher that sends every kernel launch through it")
     original = launch_module.launch_kernel
-    launch_module.launch_kernel = lambda kernel, grid, **kwargs: None
+    launch_module.launch_kernel = lambda kernel, grid, kwargs: None
     try:
         yield
     finally:
@@ -87,7 +87,7 @@ def check_launches_routed(minp_kernels, launch_module, device: torch.device) -> 
     """Fail clearly if ``sample`` launches without calling ``launch_kernel`` (the no-op would time nothing)."""
     seen = []
     original = launch_module.launch_kernel
-    launch_module.launch_kernel = lambda kernel, grid, **kwargs: seen.append(kernel)
+    launch_module.launch_kernel = lambda kernel, grid, kwargs: seen.append(kernel)
     try:
         minp_kernels.sample(torch.zeros(1, 64, device=device), 0.1, 1.0, seed=0, backend="triton")
     finally:

@@ -6,7 +6,6 @@ math cached per (device, shape class), the split workspace is allocated once per
 only per-call allocations are the outputs.  Every launch goes through :func:`launch_kernel`.
 """
 
-import contextlib
 import functools
 import math
 import struct
@@ -38,9 +37,9 @@ INTERPRETER_TILE_BYTES = 8192
 INTERPRETER_NUM_WARPS = 8
 
 
-def launch_kernel(kernel, grid, **kwargs):
-    """Launch ``kernel`` on ``grid`` with keyword arguments (the one place every launch goes through,
-    so a host-overhead benchmark can replace it with a no-op)."""
+def launch_kernel(kernel, grid, kwargs):
+    """Launch ``kernel`` on ``grid`` with the keyword arguments in the dict ``kwargs`` (the one place
+    every launch goes through, so a host-overhead benchmark can replace it with a no-op)."""
     kernel[grid](**kwargs)
 
 
@@ -90,6 +89,8 @@ class LaunchPlan(NamedTuple):
     num_splits: int
     constexprs: dict  # tile shape and record sizes
     options: dict  # num_warps and compiler options
+    workspace: tuple  # split_workspace(...) large enough for this plan
+    constant_arguments: dict  # (argument kinds) -> the kernel arguments that do not change per call
 
 
 def _compile_options(num_warps):
@@ -122,19 +123,22 @@ def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num
     cols_per_program, splits = plan_splits(batch, vocab, block, _sm_count(device), num_splits)
     constexprs = dict(HAS_SPLITS=splits > 1, MAX_TILES=_next_power_of_2(cols_per_program // block),
                       MAX_SPLITS=_next_power_of_2(splits), TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width)
-    return LaunchPlan((batch, splits), cols_per_program, splits, constexprs, _compile_options(num_warps))
+    split_rows = batch if splits > 1 else 0
+    workspace = split_workspace(device, split_rows * splits, split_rows)
+    return LaunchPlan((batch, splits), cols_per_program, splits, constexprs, _compile_options(num_warps), workspace, {})
 
 
 # Split workspace per device: records [rows * splits * 6] float32, and per row an int32 ticket and
 # the largest published split max, kept at 0 and -inf between launches (the last split of a row
-# resets them).  Grown, never shrunk; a grown-out buffer stays alive because a CUDA graph captured
-# earlier may still point to it.
+# resets them); plus an int64 stand-in for pointer arguments a launch does not use.  Grown, never
+# shrunk: a grown-out buffer stays alive, since a cached plan or a captured CUDA graph may use it.
 _WORKSPACES = {}
 _RETIRED_WORKSPACES = []
 
 
 def split_workspace(device, records, rows):
-    """(records float32, tickets int32, row maxima float32) for ``records`` split records and ``rows`` rows."""
+    """(records float32, tickets int32, row maxima float32, int64 stand-in) for ``records`` split
+    records and ``rows`` rows."""
     words = SPLIT_RECORD_WORDS.value
     workspace = _WORKSPACES.get(device)
     if workspace is None or workspace[0].numel() < records * words or workspace[1].numel() < rows:
@@ -143,60 +147,104 @@ def split_workspace(device, records, rows):
             records, rows = max(records, workspace[0].numel() // words), max(rows, workspace[1].numel())
         workspace = (torch.empty(max(records, 1) * words, device=device, dtype=torch.float32),
                      torch.zeros(max(rows, 1), device=device, dtype=torch.int32),
-                     torch.full((max(rows, 1),), float("-inf"), device=device, dtype=torch.float32))
+                     torch.full((max(rows, 1),), float("-inf"), device=device, dtype=torch.float32),
+                     torch.zeros(1, device=device, dtype=torch.int64))
         _WORKSPACES[device] = workspace
     return workspace
 
 
-def _float32(value):
-    # Round to float32 as torch's cast does (struct rounds to nearest even).
-    return struct.unpack("f", struct.pack("f", value))[0]
+@functools.lru_cache(maxsize=1024)
+def _log_p_base(p_base):
+    """ln(p_base) rounded once to float32 (struct rounds to nearest even, as torch's cast)."""
+    return struct.unpack("f", struct.pack("f", math.log(p_base) if p_base > 0 else -math.inf))[0]
 
 
-def row_arguments(params: RowParams, float_dummy, int_dummy):
-    """Kernel arguments of the per-row parameters, shared by every kernel.
+# Per-row parameters: (field of RowParams, pointer, stride, scalar argument, flag) kernel argument names.
+ROW_PARAMETERS = (("p_base", "p_base_ptr", "p_base_stride", "log_p_base", "P_BASE_FROM_PTR"),
+                  ("temp", "temp_ptr", "temp_stride", "temp", "TEMP_FROM_PTR"),
+                  ("seed", "seed_ptr", "seed_stride", "seed", "SEED_FROM_PTR"),
+                  ("offset", "offset_ptr", "offset_stride", "offset", "OFFSET_FROM_PTR"))
 
-    For each of p_base, temp, seed, offset: ``<name>_ptr`` and ``<name>_stride`` for a per-row tensor
-    (stride 0 broadcasts a 1-element tensor) with ``<NAME>_FROM_PTR=True``, or the scalar value.
-    ``p_base`` travels as ``log_p_base``: ln(p_base) rounded once to float32.
-    """
-    args = {}
-    for name, value, dummy in (("p_base", params.p_base, float_dummy), ("temp", params.temp, float_dummy),
-                               ("seed", params.seed, int_dummy), ("offset", params.offset, int_dummy)):
-        from_ptr = isinstance(value, torch.Tensor)
-        args[f"{name}_ptr"] = value if from_ptr else dummy
-        args[f"{name}_stride"] = (value.stride(0) if value.shape[0] > 1 else 0) if from_ptr else 0
-        args[f"{name.upper()}_FROM_PTR"] = from_ptr
-        if name == "p_base":
-            args["log_p_base"] = 0.0 if from_ptr else _float32(math.log(value) if value > 0 else -math.inf)
-        elif name == "temp":
-            args["temp"] = 0.0 if from_ptr else float(value)
-        else:
-            args[name] = 0 if from_ptr else value
-    args["SEED_SHARED"] = params.seed_shared
+
+def _argument_kinds(params: RowParams):
+    """Which per-row parameters are tensors (the constexpr flags), and whether rows share a seed."""
+    return (isinstance(params.p_base, torch.Tensor), isinstance(params.temp, torch.Tensor),
+            isinstance(params.seed, torch.Tensor), isinstance(params.offset, torch.Tensor), params.seed_shared)
+
+
+def _row_constant_arguments(kinds, float_dummy, int_dummy):
+    """Per-row parameter arguments that depend only on their kinds: the flags, and stand-ins for the
+    pointer (scalar parameter) or the scalar (tensor parameter) that the kernel does not read."""
+    args = {"SEED_SHARED": kinds[4]}
+    for (field, ptr, stride, scalar, flag), from_ptr in zip(ROW_PARAMETERS, kinds[:4], strict=True):
+        args[flag] = from_ptr
+        args[ptr], args[stride] = float_dummy if field in ("p_base", "temp") else int_dummy, 0
+        args[scalar] = 0 if field in ("seed", "offset") else 0.0
     return args
 
 
-def _device_guard(device):
-    """Make the logits' device current when it is not (tensor-parallel workers); free when it is."""
-    if device.type == "cuda" and device.index is not None and device.index != torch.cuda.current_device():
-        return torch.cuda.device(device.index)
-    return contextlib.nullcontext()
+def _fill_row_values(args, params: RowParams):
+    """Write the per-call per-row values into ``args``: a tensor's pointer and stride (0 broadcasts
+    a 1-element tensor), or the scalar (``p_base`` as ``log_p_base``).  Unrolled: it runs per call."""
+    p_base, temp, seed, offset = params.p_base, params.temp, params.seed, params.offset
+    if isinstance(p_base, torch.Tensor):
+        args["p_base_ptr"], args["p_base_stride"] = p_base, (p_base.stride(0) if p_base.shape[0] > 1 else 0)
+    else:
+        args["log_p_base"] = _log_p_base(p_base)
+    if isinstance(temp, torch.Tensor):
+        args["temp_ptr"], args["temp_stride"] = temp, (temp.stride(0) if temp.shape[0] > 1 else 0)
+    else:
+        args["temp"] = float(temp)
+    if isinstance(seed, torch.Tensor):
+        args["seed_ptr"], args["seed_stride"] = seed, (seed.stride(0) if seed.shape[0] > 1 else 0)
+    else:
+        args["seed"] = seed
+    if isinstance(offset, torch.Tensor):
+        args["offset_ptr"], args["offset_stride"] = offset, (offset.stride(0) if offset.shape[0] > 1 else 0)
+    else:
+        args["offset"] = offset
+
+
+def row_arguments(params: RowParams, float_dummy, int_dummy):
+    """Kernel arguments of the per-row parameters, shared by every kernel (see ``ROW_PARAMETERS``)."""
+    args = _row_constant_arguments(_argument_kinds(params), float_dummy, int_dummy)
+    _fill_row_values(args, params)
+    return args
+
+
+def _launch_on(logits, kernel, grid, kwargs):
+    """Launch on the logits' device, making it current only when it is not (a tensor-parallel
+    worker's logits on ``cuda:1`` while ``cuda:0`` is current); no context switch otherwise."""
+    if logits.is_cuda and logits.get_device() != torch.cuda.current_device():
+        with torch.cuda.device(logits.get_device()):
+            launch_kernel(kernel, grid, kwargs)
+    else:
+        launch_kernel(kernel, grid, kwargs)
 
 
 def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, return_logprobs, plan: LaunchPlan,
                             tokens, logprobs):
-    """Keyword arguments of :func:`minp_sample_kernel` (also what ``aot.py`` compiles from)."""
-    batch = logits_2d.shape[0]
-    split_rows = batch if plan.num_splits > 1 else 0
-    records, tickets, row_maxima = split_workspace(logits_2d.device, split_rows * plan.num_splits, split_rows)
-    return dict(
-        logits_ptr=logits_2d, logits_row_stride=logits_2d.stride(0), vocab_size=logits_2d.shape[1],
-        cols_per_program=plan.cols_per_program, **row_arguments(params, records, tokens),
-        tokens_ptr=tokens, logprobs_ptr=logprobs, split_records_ptr=records,
-        split_columns_ptr=records.view(torch.int32), split_tickets_ptr=tickets, split_row_max_ptr=row_maxima,
-        TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs), **plan.constexprs,
-        **plan.options)
+    """Keyword arguments of :func:`minp_sample_kernel` (also what ``aot.py`` compiles from).
+
+    What depends only on the plan and the argument kinds is built once and cached in the plan; a
+    call copies it and writes the tensors and per-row values.
+    """
+    key = (_argument_kinds(params), bool(temperature_first), bool(return_logprobs))
+    constant = plan.constant_arguments.get(key)
+    if constant is None:
+        records, tickets, row_maxima, int_dummy = plan.workspace
+        constant = dict(
+            vocab_size=logits_2d.shape[1], cols_per_program=plan.cols_per_program,
+            **_row_constant_arguments(key[0], records, int_dummy), logprobs_ptr=records, split_records_ptr=records,
+            split_columns_ptr=records.view(torch.int32), split_tickets_ptr=tickets, split_row_max_ptr=row_maxima,
+            TEMPERATURE_FIRST=key[1], RETURN_LOGPROBS=key[2], **plan.constexprs, **plan.options)
+        plan.constant_arguments[key] = constant
+    args = dict(constant)
+    args["logits_ptr"], args["logits_row_stride"], args["tokens_ptr"] = logits_2d, logits_2d.stride(0), tokens
+    if return_logprobs:
+        args["logprobs_ptr"] = logprobs
+    _fill_row_values(args, params)
+    return args
 
 
 def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_logprobs=False, *,
@@ -208,13 +256,13 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
     """
     batch, vocab = logits_2d.shape
     device = logits_2d.device
-    check_device(device)
+    if not logits_2d.is_cuda:
+        check_device(device)
     plan = launch_plan(device, batch, vocab, logits_2d.element_size(), num_splits, block, num_warps)
     tokens = torch.empty(batch, device=device, dtype=torch.int64)
     logprobs = torch.empty(batch, device=device, dtype=torch.float32) if return_logprobs else tokens
     kwargs = sample_kernel_arguments(logits_2d, params, temperature_first, return_logprobs, plan, tokens, logprobs)
-    with _device_guard(device):
-        launch_kernel(minp_sample_kernel, plan.grid, **kwargs)
+    _launch_on(logits_2d, minp_sample_kernel, plan.grid, kwargs)
     return tokens, (logprobs if return_logprobs else None)
 
 
@@ -225,7 +273,8 @@ def shard_kernel_arguments(logits_2d, row_max, params: RowParams, temperature_fi
     tile_rows, group_rows, width = _tile_shape(logits_2d.shape[1], logits_2d.element_size(), None, num_warps)
     return dict(
         logits_ptr=logits_2d, logits_row_stride=logits_2d.stride(0), vocab_size=logits_2d.shape[1],
-        token_base=token_base, row_max_ptr=row_max, **row_arguments(params, records, records.view(torch.int32)),
+        token_base=token_base, row_max_ptr=row_max,
+        **row_arguments(params, records, split_workspace(logits_2d.device, 0, 0)[3]),
         shard_records_ptr=records, shard_columns_ptr=records.view(torch.int32),
         TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=True, TILE_ROWS=tile_rows, GROUP_ROWS=group_rows,
         WIDTH=width, **_compile_options(num_warps))
@@ -238,6 +287,5 @@ def shard_candidates_triton(logits_2d, row_max, params: RowParams, temperature_f
     records = torch.empty((batch, SHARD_RECORD_WORDS.value), device=logits_2d.device, dtype=torch.float32)
     kwargs = shard_kernel_arguments(logits_2d, row_max.float().contiguous(), params, temperature_first, token_base,
                                     records, num_warps)
-    with _device_guard(logits_2d.device):
-        launch_kernel(minp_shard_kernel, (batch,), **kwargs)
+    _launch_on(logits_2d, minp_shard_kernel, (batch,), kwargs)
     return records[:, :3], records.view(torch.int32)[:, 3].to(torch.int64)

@@ -6,20 +6,26 @@ Scalars reach the op as tensors; ``seed_shared`` keeps the scalar-seed stream la
 the Philox counter), so the op draws exactly what the eager call draws.
 """
 
+import functools
 
 import torch
 
 from .params import RowParams
+from .torch_sampler import sample_torch
+
+
+@functools.cache
+def _sample_triton():
+    # Imported on first use (triton is heavy to import), then looked up for free on every call.
+    from .launch import sample_triton
+
+    return sample_triton
 
 
 def run_backend(backend, logits_2d, params: RowParams, temperature_first, return_logprobs):
     """(tokens, logprobs or None) from the Triton kernel or the torch sampler."""
     if backend == "triton":
-        from .launch import sample_triton  # imported on first use: triton is heavy to import
-
-        return sample_triton(logits_2d, params, temperature_first, return_logprobs)
-    from .torch_sampler import sample_torch
-
+        return _sample_triton()(logits_2d, params, temperature_first, return_logprobs)
     return sample_torch(logits_2d, params, temperature_first, return_logprobs)
 
 

@@ -1,18 +1,24 @@
 """Counter-based Philox-4x32-10 noise, written with torch integer ops.
 
-The Triton kernel (:mod:`minp_kernels.kernels`) draws the same stream with
-``tl.umulhi`` on ``uint32``; this module is the bit-exact torch twin used by the
-reference sampler, so both backends see identical Gumbel noise.
+This module is the one description of the project's noise stream.  The Triton kernel
+(:mod:`minp_kernels.kernels`) draws it with ``tl.philox``; the functions here are its bit-exact
+torch twin, used by both torch samplers, so every backend sees identical Gumbel noise.
 
 Stream layout (one Philox call serves four consecutive tokens):
 
 * key     ``(k0, k1)``          = low and high 32 bits of the request ``seed``
-* counter ``(c0, c1, c2, c3)``  = ``(token // 4, stream, offset low, offset high)``
-* token ``t`` takes output word ``t % 4``
+* counter ``(c0, c1, c2, c3)``  = ``(g // 4, stream, offset low, offset high)``
+* token ``g`` (its global id: ``token_base + column`` for a vocabulary shard) takes output word
+  ``g % 4``
+* uniform ``u = (word >> UNIFORM_SHIFT) * UNIFORM_SCALE + UNIFORM_BIAS`` and Gumbel noise
+  ``G = -log(-log(u))``, in float32
 
-``stream`` is the row index when one seed is shared by the batch and ``0`` when
-each row has its own seed, so a row with its own seed draws the same noise
-wherever it sits in a batch.
+``stream`` is the row index when one seed is shared by the batch and ``0`` when each row has its
+own seed, so a row with its own seed draws the same noise wherever it sits in a batch.
+
+Arithmetic: torch has no full uint32 arithmetic on every device and version, so words are int64
+tensors holding values in ``[0, 2**32)``; the 32 x 32-bit products are arranged so that no int64
+product overflows.
 """
 
 import torch
@@ -30,58 +36,134 @@ UNIFORM_SHIFT = 9
 UNIFORM_SCALE = 2.0**-23
 UNIFORM_BIAS = 2.0**-24
 
+TensorOrInt = torch.Tensor | int
 
-def _mulhilo(a, b):
-    """High and low 32-bit words of ``a * b`` for ``0 <= a < 2**32`` (int64) and a 32-bit constant.
 
-    Split ``b`` in 16-bit halves so no product overflows int64.
+# Each multiplier as ``b - 2**32``: both exceed 2**31, so ``a * (b - 2**32)`` stays inside int64 for
+# any ``a < 2**32`` and torch never multiplies past 2**63 (see :func:`_mulhilo`).
+_ROUND_A_SIGNED = ROUND_A - 2**32
+_ROUND_B_SIGNED = ROUND_B - 2**32
+
+
+def _mulhilo(a: torch.Tensor, b_signed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """High and low 32-bit words of ``a * b`` for ``0 <= a < 2**32`` (int64), ``b_signed = b - 2**32``.
+
+    With ``p = a * b_signed`` (exact: ``|p| < 2**63``), ``a * b = p + a * 2**32``, so the low word is
+    ``p mod 2**32`` and the high word is ``floor(p / 2**32) + a`` (an arithmetic shift): one
+    multiplication and three cheap operations, no overflow.
     """
-    low_product = a * (b & 0xFFFF)
-    t = a * (b >> 16) + (low_product >> 16)
-    return t >> 16, ((t & 0xFFFF) << 16) | (low_product & 0xFFFF)
+    product = a * b_signed
+    low = product & MASK32
+    product >>= 32
+    product += a
+    return product, low
 
 
-def philox4x32(k0, k1, c0, c1, c2, c3):
-    """Philox-4x32-10 block: four int64 tensors in ``[0, 2**32)`` from a 2-word key and 4-word counter.
+def _key_schedule(key: TensorOrInt, increment: int) -> list:
+    """The ``N_ROUNDS`` round keys ``(key + r * increment) mod 2**32``, made in one operation for a tensor key."""
+    if not isinstance(key, torch.Tensor):
+        return [(key + r * increment) & MASK32 for r in range(N_ROUNDS)]
+    steps = torch.arange(N_ROUNDS, device=key.device, dtype=torch.int64) * increment
+    return list(((key.unsqueeze(0) + steps.view(-1, *[1] * key.dim())) & MASK32).unbind(0))
 
-    All arguments are int64 tensors (or ints) in ``[0, 2**32)``, broadcast against each other.
+
+def philox4x32(k0: TensorOrInt, k1: TensorOrInt, c0: TensorOrInt, c1: TensorOrInt, c2: TensorOrInt,
+               c3: TensorOrInt) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Philox-4x32-10 block: four words from a 2-word key and a 4-word counter.
+
+    Parameters
+    ----------
+    k0, k1, c0, c1, c2, c3 : torch.Tensor or int
+        int64 tensors (or ints) in ``[0, 2**32)``, broadcastable against each other.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        Four int64 tensors in ``[0, 2**32)`` of the broadcast shape.
     """
-    c0, c1, c2, c3 = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=torch.int64) for c in (c0, c1, c2, c3)))
-    for _ in range(N_ROUNDS):
-        hi_a, lo_a = _mulhilo(c0, ROUND_A)
-        hi_b, lo_b = _mulhilo(c2, ROUND_B)
-        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
-        k0 = (k0 + KEY_A) & MASK32
-        k1 = (k1 + KEY_B) & MASK32
-    return c0, c1, c2, c3
+    c0, c1, c2, c3 = (torch.as_tensor(c, dtype=torch.int64) for c in (c0, c1, c2, c3))
+    # Operands broadcast inside each operation: a counter word shared by every row (the token
+    # counter) or by every token (stream, offset) stays small until the rounds mix them.
+    for key0, key1 in zip(_key_schedule(k0, KEY_A), _key_schedule(k1, KEY_B), strict=True):
+        hi_a, lo_a = _mulhilo(c0, _ROUND_A_SIGNED)
+        hi_b, lo_b = _mulhilo(c2, _ROUND_B_SIGNED)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ key0, lo_b, hi_a ^ c3 ^ key1, lo_a
+    return torch.broadcast_tensors(c0, c1, c2, c3)
 
 
-def philox_words(seed, counter, stream, offset):
+def philox_words(seed: torch.Tensor, counter: TensorOrInt, stream: TensorOrInt,
+                 offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The four Philox output words for key ``seed`` and counter ``(counter, stream, offset lo, offset hi)``.
 
     Parameters
     ----------
     seed, offset : torch.Tensor
         int64, broadcastable against ``counter``; all 64 bits are used.
-    counter, stream : torch.Tensor
+    counter, stream : torch.Tensor or int
         int64 counters in ``[0, 2**32)``.
     """
     return philox4x32(seed & MASK32, (seed >> 32) & MASK32, counter, stream, offset & MASK32, (offset >> 32) & MASK32)
 
 
-def token_words(seed, token, stream, offset):
-    """The 32-bit word of each token: word ``token % 4`` of the counter ``token // 4``."""
-    words = torch.stack(philox_words(seed, token >> 2, stream, offset), dim=-1)
-    return words.gather(-1, (token & 3).expand(words.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+def _select_word(words, lane: torch.Tensor) -> torch.Tensor:
+    """Word ``lane`` (0-3) of the four ``words``, elementwise, with two bit tests instead of a stack and gather."""
+    w0, w1, w2, w3 = words
+    high = (lane & 2) != 0
+    return torch.where((lane & 1) != 0, torch.where(high, w3, w1), torch.where(high, w2, w0))
 
 
-def uniform_from_words(words):
+def token_words(seed: torch.Tensor, token: torch.Tensor, stream: TensorOrInt, offset: torch.Tensor) -> torch.Tensor:
+    """The 32-bit word of each token: word ``token % 4`` of the counter ``token // 4``.
+
+    All arguments are int64 and broadcast against each other (``token`` a global id).
+    """
+    return _select_word(philox_words(seed, token >> 2, stream, offset), token & 3)
+
+
+def pair_words(row: torch.Tensor, token: torch.Tensor, seed: torch.Tensor, stream: torch.Tensor,
+               offset: torch.Tensor) -> torch.Tensor:
+    """Words of a list of (row, token) pairs, one Philox call per distinct (row, counter).
+
+    Parameters
+    ----------
+    row, token : torch.Tensor
+        int64 ``[K]``; ``token`` holds global ids.  Pairs sharing a (row, counter) should be
+        adjacent (true of pairs listed row by row in token order, as ``nonzero`` lists them);
+        where they are not, the result is the same and the counter is computed more than once.
+    seed, stream, offset : torch.Tensor
+        int64 ``[B]``, indexed by ``row``.
+
+    Returns
+    -------
+    torch.Tensor
+        int64 ``[K]``, equal to ``token_words(seed[row], token, stream[row], offset[row])``.  Pairs
+        that share a counter (up to four neighbouring tokens) share one Philox call: a row that
+        keeps every token costs a quarter of a call per token, as the dense :func:`gumbel_noise`.
+    """
+    if token.numel() == 0:
+        return token.clone()
+    counter = token >> 2
+    # Sorted pairs make equal (row, counter) keys consecutive; ``span`` separates the rows' keys.
+    span = int(counter.max()) + 1
+    groups, which = torch.unique_consecutive(row * span + counter, return_inverse=True)
+    group_row = groups // span
+    words = philox_words(seed[group_row], groups - group_row * span, stream[group_row], offset[group_row])
+    return torch.stack(words, dim=1).view(-1)[which * 4 + (token & 3)]
+
+
+def uniform_from_words(words: torch.Tensor) -> torch.Tensor:
     """Map 32-bit words to float32 uniforms in ``[2**-24, 1 - 2**-24]`` (exact arithmetic)."""
     return (words >> UNIFORM_SHIFT).to(torch.float32) * UNIFORM_SCALE + UNIFORM_BIAS
 
 
-def gumbel_noise(seed, offset, stream, vocab_size, first_token=0):
-    """Gumbel(0, 1) noise ``[B, vocab_size]`` float32, keyed by (seed, offset, stream, token).
+def gumbel_from_words(words: torch.Tensor) -> torch.Tensor:
+    """Gumbel(0, 1) noise ``-log(-log(u))`` (float32) of 32-bit words, ``u`` from :func:`uniform_from_words`."""
+    return uniform_from_words(words).log_().neg_().log_().neg_()
+
+
+def gumbel_noise(seed: torch.Tensor, offset: torch.Tensor, stream: torch.Tensor, vocab_size: int,
+                 token_base: int = 0) -> torch.Tensor:
+    """Gumbel(0, 1) noise ``[B, vocab_size]`` float32 for the tokens ``token_base .. token_base + vocab_size``.
 
     Parameters
     ----------
@@ -89,9 +171,18 @@ def gumbel_noise(seed, offset, stream, vocab_size, first_token=0):
         int64 ``[B]``.
     vocab_size : int
         Number of tokens per row.
-    first_token : int
+    token_base : int
         Global id of column 0 (a vocabulary shard starts past 0).
+
+    Notes
+    -----
+    Consecutive tokens share counters, so each counter's Philox call is made once and its four
+    words laid side by side: the words of tokens ``4 c .. 4 c + 3`` in order.
     """
-    tokens = torch.arange(first_token, first_token + vocab_size, device=seed.device, dtype=torch.int64)
-    words = token_words(seed[:, None], tokens[None, :], stream[:, None], offset[:, None])
-    return -torch.log(-torch.log(uniform_from_words(words)))
+    first_counter = token_base >> 2
+    counters = torch.arange(first_counter, ((token_base + vocab_size - 1) >> 2) + 1, device=seed.device,
+                            dtype=torch.int64)
+    words = philox_words(seed[:, None], counters[None, :], stream[:, None], offset[:, None])
+    words = torch.stack(words, dim=-1).view(seed.shape[0], -1)  # [B, 4 * counters], token order
+    first = token_base - 4 * first_counter
+    return gumbel_from_words(words[:, first:first + vocab_size])

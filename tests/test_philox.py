@@ -61,4 +61,4 @@ def test_noise_is_keyed_by_row_inputs_only():
     assert not torch.equal(g[0], g[1]) and not torch.equal(g[0], g[2])
     assert torch.equal(g[0], gumbel_noise(seed[:1], offset[:1], stream[:1], 64)[0])
     assert torch.equal(g[0, :10], gumbel_noise(seed[:1], offset[:1], stream[:1], 10)[0])
-    assert torch.equal(g[0, 7:30], gumbel_noise(seed[:1], offset[:1], stream[:1], 23, first_token=7)[0])
+    assert torch.equal(g[0, 7:30], gumbel_noise(seed[:1], offset[:1], stream[:1], 23, token_base=7)[0])

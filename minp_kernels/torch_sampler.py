@@ -3,12 +3,21 @@
 Which path runs where:
 
 * **CPU: the kept-token path.**  Only kept tokens can be drawn, and an LM-like row keeps tens of its
-  128k tokens, so the row max, the threshold and the kept set come first (two passes over the
-  logits plus a ``nonzero``); Philox and the Gumbel noise are then computed for the kept
-  (row, token) pairs of all rows at once, one Philox call per distinct (row, counter), and each
-  row's argmax is a scatter-reduce over its pairs.  The ``nonzero`` syncs, which costs nothing on
-  the CPU.  Logits are converted to float32 and sanitised (NaN, ``+inf``) in full only when a row
-  max shows a NaN or ``+inf``; otherwise only the kept values are converted.
+  128k tokens.  One pass takes the max of every chunk of ``CHUNK`` columns, which gives the row
+  max and the threshold; only the chunks whose max reaches the threshold ("live" chunks, gathered
+  from every row at once) are read again.  Philox and the Gumbel noise are then computed for the
+  kept tokens of the live chunks, one vectorised computation for the whole batch:
+
+  - when the live chunks are sparse (fewer than one kept token in ``PAIR_DENSITY``), per kept
+    (row, token) pair: a Philox call each, its word picked by the token's lane;
+  - when they are dense (flat rows, low ``p_base``), per live chunk: one Philox call per four
+    tokens, as the dense reference does for whole rows.  When nearly every chunk is live, the
+    whole rows are scored in place instead of gathering their chunks.
+
+  Each row's best score and lowest best column come from a scatter-reduce over its pairs (or
+  runs).  The ``nonzero`` calls sync, which costs nothing on the CPU.  Logits are converted to
+  float32 and sanitised (NaN, ``+inf``) in full only when a row max shows a NaN or ``+inf``;
+  otherwise only the values that are scored are converted.
 * **Every other device (CUDA): the dense reference** (:func:`minp_kernels.reference.sample_reference`),
   which scores every token and never syncs with the host, so it stays CUDA-graph safe.  On CUDA the
   Triton kernel is the fast path.
@@ -17,8 +26,9 @@ Both paths give bit-identical tokens: the same noise word per global token id
 (:mod:`minp_kernels.philox`), the same float32 score ``max(x * inv_temp + G, -FLT_MAX)`` computed
 as two separately rounded operations, the lowest index among equal scores, and token ``-1`` for a
 row whose kept set is empty (no finite logit, or an invalid per-row ``p_base`` / ``temp``).
-Log-probabilities use the dense path's formula, ``(x - m) * inv_temp - logsumexp`` over the kept
-set, and match it within float32 rounding of the sum.
+Log-probabilities are ``(x - m) * inv_temp - log(sum over kept of exp((x - m) * inv_temp))``, the
+dense path's ``logsumexp`` (whose peak is 0: the row max is kept), equal to it within float32
+rounding of the sum.
 """
 
 from dataclasses import dataclass
@@ -26,7 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from .params import RowParams
-from .philox import gumbel_from_words, pair_words
+from .philox import counter_run_words, gumbel_from_words, token_list_words
 from .reference import (
     FLT_MAX,
     NEG_INF,
@@ -41,110 +51,149 @@ from .reference import (
 
 __all__ = ["sample_torch", "shard_candidates_torch"]
 
+# Columns per chunk: the first pass keeps one max per chunk.  256 keeps that reduction about as fast
+# as a whole-row max for 16-bit logits too (narrower chunks reduce 2-4x slower on one CPU thread).
+CHUNK_BITS = 8
+CHUNK = 1 << CHUNK_BITS
+# Below one kept token in PAIR_DENSITY columns of the runs, noise per kept pair (a Philox call and
+# a few gathers each) is cheaper than noise for whole runs (a quarter of a call per column, plus
+# the scoring of every column).  Measured on one CPU thread, B = 8, V = 50000: the two cost the same
+# at 11-21% kept.
+PAIR_DENSITY = 8
+
+
+# When the live chunks hold at least this share of the batch's columns (flat rows), whole rows are
+# scored in place: gathering the chunks would copy nearly everything for nothing.
+WHOLE_ROWS_SHARE = 0.95
+
 
 @dataclass
-class _KeptPairs:
-    """The kept (row, column) pairs of a batch, in row-major order, with their draw scores."""
+class _Runs:
+    """The runs of columns that hold kept tokens, one row of ``data`` each: the live chunks of every
+    row gathered into ``[L, CHUNK]``, or the whole rows ``[B, V]`` when nearly every chunk is live."""
 
-    x: torch.Tensor  # [B, V] logits: the input when it has no NaN / +inf, else sanitised float32
+    x: torch.Tensor  # [B, V]: the input when it has no NaN / +inf, else sanitised float32
+    row_max: torch.Tensor  # float32 [B]
+    threshold: torch.Tensor  # float32 [B]: x >= threshold is the kept set
+    rows: torch.Tensor  # int64 [L], the row of each run
+    first_col: torch.Tensor  # int64 [L], its first column
+    data: torch.Tensor  # [L, W] logits of the runs (-inf past the end of the row)
+    whole_rows: bool  # the runs are the rows themselves (rows = arange(B), first_col = 0)
+
+
+def _chunk_maxima(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``[B, n, CHUNK]`` view of the full chunks, the ``[B, V mod CHUNK]`` tail, the full chunks'
+    maxima ``[B, n]`` and the row max (float32 ``[B]``; NaN and ``+inf`` propagate into it)."""
+    batch, vocab = x.shape
+    n = vocab >> CHUNK_BITS
+    body = x[:, :n << CHUNK_BITS].reshape(batch, n, CHUNK)
+    tail = x[:, n << CHUNK_BITS:]
+    body_max = body.amax(dim=-1)
+    return body, tail, body_max, torch.cat([body_max, tail], dim=1).amax(dim=-1).float()
+
+
+def _live_runs(logits_2d: torch.Tensor, delta: torch.Tensor, row_max: torch.Tensor | None) -> _Runs:
+    """Row max (unless given, for a shard) and the chunks whose max reaches ``row_max + delta``.
+
+    Without NaN or ``+inf`` the input already is its sanitised self up to an exact float32
+    conversion, so it is compared as is (bf16 / fp16 included) and no ``[B, V]`` copy is made.
+    """
+    x = logits_2d
+    body, tail, body_max, local_max = _chunk_maxima(x)
+    if bool((torch.isnan(local_max) | (local_max == float("inf"))).any()):
+        x = sanitize_logits(logits_2d)
+        body, tail, body_max, local_max = _chunk_maxima(x)
+    row_max = local_max if row_max is None else row_max
+    threshold = kept_threshold(row_max, delta)
+    batch, n, tail_width = body.shape[0], body.shape[1], tail.shape[1]
+
+    live = (body_max >= threshold[:, None]).view(-1).nonzero().squeeze(1)
+    tail_rows = (tail.amax(dim=-1) >= threshold).nonzero().squeeze(1) if tail_width else live[:0]
+    if live.shape[0] * CHUNK + tail_rows.shape[0] * tail_width >= WHOLE_ROWS_SHARE * x.numel():
+        rows = torch.arange(batch, device=x.device)
+        return _Runs(x, row_max, threshold, rows, torch.zeros_like(rows), x, whole_rows=True)
+    body_rows = live // max(n, 1)
+    body_chunks = live - body_rows * n
+    rows, first_col, data = [body_rows], [body_chunks << CHUNK_BITS], [body[body_rows, body_chunks]]
+    if tail_width:
+        padded = torch.full((tail_rows.shape[0], CHUNK), NEG_INF, device=x.device, dtype=x.dtype)
+        padded[:, :tail_width] = tail.index_select(0, tail_rows)
+        rows.append(tail_rows)
+        first_col.append(torch.full_like(tail_rows, n << CHUNK_BITS))
+        data.append(padded)
+    return _Runs(x, row_max, threshold, torch.cat(rows), torch.cat(first_col), torch.cat(data), whole_rows=False)
+
+
+@dataclass
+class _RowDraws:
+    """Each row's draw: its best score, the lowest column holding it, and the normaliser."""
+
+    x: torch.Tensor  # [B, V], as in _Runs
     row_max: torch.Tensor  # float32 [B]
     inv_temp: torch.Tensor  # float32 [B]
     greedy: torch.Tensor  # bool [B]
-    rows: torch.Tensor  # int64 [K]
-    cols: torch.Tensor  # int64 [K]
-    values: torch.Tensor  # float32 [K], the kept logits
-    best: torch.Tensor  # float32 [B], the row's best score (-inf when it keeps nothing)
-    col: torch.Tensor  # int64 [B], the lowest column holding it (0 when the row keeps nothing)
+    best: torch.Tensor  # float32 [B], -inf when the row keeps nothing
+    col: torch.Tensor  # int64 [B], 0 when the row keeps nothing
+    z: torch.Tensor | None  # float32 [B], sum over kept of exp((x - m) * inv_temp), if asked for
 
 
-# Columns per chunk of the kept-set search: one max per chunk in the first pass, then only chunks
-# whose max reaches the threshold are read again.  256 keeps the chunk reduction about as fast as a
-# whole-row max for 16-bit logits too (narrower chunks reduce 2-4x slower on one CPU thread).
-CHUNK = 256
-
-
-@dataclass
-class _Chunks:
-    """The logits split into ``[B, n, CHUNK]`` full chunks and a ``[B, V % CHUNK]`` tail (views)."""
-
-    x: torch.Tensor  # [B, V]: the input when it has no NaN / +inf, else sanitised float32
-    body: torch.Tensor  # [B, n, CHUNK]
-    tail: torch.Tensor  # [B, V - n * CHUNK]
-    body_max: torch.Tensor  # [B, n], in the logits' dtype
-    row_max: torch.Tensor  # float32 [B]
-
-    @classmethod
-    def of(cls, x: torch.Tensor) -> "_Chunks":
-        batch, vocab = x.shape
-        n = vocab // CHUNK
-        body = x[:, :n * CHUNK].reshape(batch, n, CHUNK)
-        tail = x[:, n * CHUNK:]
-        body_max = body.amax(dim=-1)  # NaN and +inf propagate into the maxima
-        row_max = torch.cat([body_max, tail], dim=1).amax(dim=-1).float()
-        return cls(x, body, tail, body_max, row_max)
-
-
-def _comparable_chunks(logits_2d: torch.Tensor) -> _Chunks:
-    """Chunks of logits whose comparisons and values equal the sanitised float32 logits.
-
-    Without NaN or ``+inf`` the input already is its sanitised self up to an exact float32
-    conversion, so it is used as is (bf16 / fp16 included) and no ``[B, V]`` copy is made.
-    """
-    chunks = _Chunks.of(logits_2d)
-    if bool((torch.isnan(chunks.row_max) | (chunks.row_max == float("inf"))).any()):
-        return _Chunks.of(sanitize_logits(logits_2d))
-    return chunks
-
-
-def _kept_entries(chunks: _Chunks, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rows, columns and float32 values of the logits ``>= threshold[row]``.
-
-    Only chunks whose max reaches the threshold are compared token by token.  Entries come row by
-    row for the full chunks, then row by row for the tail.
-    """
-    live_rows, live_chunks = (chunks.body_max >= threshold[:, None]).nonzero(as_tuple=True)
-    live = chunks.body[live_rows, live_chunks]  # [L, CHUNK] copy of the live chunks
-    which, within = (live >= threshold[live_rows, None]).nonzero(as_tuple=True)
-    tail_rows, tail_cols = (chunks.tail >= threshold[:, None]).nonzero(as_tuple=True)
-    rows = torch.cat([live_rows[which], tail_rows])
-    cols = torch.cat([live_chunks[which] * CHUNK + within, tail_cols + chunks.body.shape[1] * CHUNK])
-    values = torch.cat([live[which, within], chunks.tail[tail_rows, tail_cols]]).float()
-    return rows, cols, values
-
-
-def _kept_pairs(logits_2d: torch.Tensor, params: RowParams, temperature_first: bool, token_base: int,
-                row_max: torch.Tensor | None = None) -> _KeptPairs:
-    """Kept set, noise for the kept pairs only, and each row's best score and lowest best column."""
+def _draw_rows(logits_2d: torch.Tensor, params: RowParams, temperature_first: bool, token_base: int,
+               row_max: torch.Tensor | None = None, with_z: bool = False) -> _RowDraws:
+    """Kept set, noise for the live chunks' kept tokens only, and each row's argmax (and normaliser)."""
     batch, vocab = logits_2d.shape
     device = logits_2d.device
     p_base = row_tensor(params.p_base, batch, device, torch.float64)
     temp = row_tensor(params.temp, batch, device, torch.float32)
     inv_temp, delta, greedy = row_constants(p_base, temp, temperature_first)
-    chunks = _comparable_chunks(logits_2d)
-    row_max = chunks.row_max if row_max is None else row_max
-    rows, cols, values = _kept_entries(chunks, kept_threshold(row_max, delta))
+    runs = _live_runs(logits_2d, delta, row_max)
+    row_max = runs.row_max
 
-    seed, offset, stream = row_noise_keys(params, batch, device)
-    noise = gumbel_from_words(pair_words(rows, cols + token_base, seed, stream, offset))
-    pair_inv_temp = inv_temp[rows]
-    scores = (values * pair_inv_temp + noise).clamp_min_(-FLT_MAX)  # two roundings, as the kernel
-    scores = torch.where(greedy[rows], values, scores)
+    # Per run: its row's constants and noise keys.
+    per_row = (*row_noise_keys(params, batch, device), inv_temp, greedy, row_max, runs.threshold)
+    if not runs.whole_rows:
+        per_row = tuple(v.index_select(0, runs.rows) for v in per_row)
+    seed, offset, stream, run_inv_temp, run_greedy, run_row_max, run_threshold = per_row
+    kept = runs.data >= run_threshold[:, None]
 
-    best = torch.full((batch,), NEG_INF, device=device).scatter_reduce_(0, rows, scores, "amax")
-    winners = scores == best[rows]
+    if int(kept.sum()) * PAIR_DENSITY < kept.numel():
+        # Sparse: one item per kept (row, token) pair, a Philox call each.
+        which, within = kept.nonzero(as_tuple=True)
+        item_rows = runs.rows.index_select(0, which)
+        item_cols = runs.first_col.index_select(0, which) + within
+        x = runs.data[which, within].float()
+        words = token_list_words(seed.index_select(0, which), item_cols + token_base,
+                                 stream.index_select(0, which), offset.index_select(0, which))
+        item_inv_temp, item_greedy, item_row_max = (
+            v.index_select(0, which) for v in (run_inv_temp, run_greedy, run_row_max))
+        noisy = (x * item_inv_temp + gumbel_from_words(words)).clamp_min_(-FLT_MAX)  # two roundings, as the kernel
+        item_best = torch.where(item_greedy, x, noisy)
+        item_z = torch.exp((x - item_row_max) * item_inv_temp) if with_z else None
+    else:
+        # Dense: score whole runs (one Philox call per four tokens), then each run's best.
+        width = runs.data.shape[1]
+        lane = token_base & 3  # every run starts at a multiple of 4 columns: its first id has this lane
+        # (a shared first counter stays a broadcast int instead of a [rows, counters] tensor)
+        first_counter = token_base >> 2 if runs.whole_rows else (runs.first_col + token_base) >> 2
+        words = counter_run_words(seed, offset, stream, first_counter, (lane + width + 3) >> 2)
+        x = runs.data.float()
+        noise = gumbel_from_words(words[:, lane:lane + width])
+        noisy = (x * run_inv_temp[:, None] + noise).clamp_min_(-FLT_MAX)
+        scores = torch.where(kept, torch.where(run_greedy[:, None], x, noisy), NEG_INF)
+        item_best, within = scores.max(dim=1)  # first maximal column of each run
+        item_rows = runs.rows
+        item_cols = runs.first_col + within
+        if with_z:
+            shifted = torch.where(kept, (x - run_row_max[:, None]) * run_inv_temp[:, None], NEG_INF)
+            item_z = torch.exp(shifted).sum(dim=1)
+
+    best = torch.full((batch,), NEG_INF, device=device).scatter_reduce_(0, item_rows, item_best, "amax")
+    # The lowest column among the items that reach their row's best score (vocab: never reached).
+    winner_cols = torch.where(item_best == best.index_select(0, item_rows), item_cols, vocab)
     col = torch.full((batch,), vocab, device=device, dtype=torch.int64)
-    col.scatter_reduce_(0, rows[winners], cols[winners], "amin")  # lowest column among equal scores
+    col = col.scatter_reduce_(0, item_rows, winner_cols, "amin")
     col = torch.where(best == NEG_INF, 0, col)
-    return _KeptPairs(chunks.x, row_max, inv_temp, greedy, rows, cols, values, best, col)
-
-
-def _log_normaliser(kept: _KeptPairs, shifted: torch.Tensor) -> torch.Tensor:
-    """Per-row ``logsumexp`` of ``shifted`` over the kept pairs, computed as ``torch.logsumexp`` does."""
-    batch = kept.best.shape[0]
-    peak = torch.full((batch,), NEG_INF, device=shifted.device).scatter_reduce_(0, kept.rows, shifted, "amax")
-    peak = torch.where(peak.abs() == float("inf"), 0.0, peak)
-    total = torch.zeros(batch, device=shifted.device).index_add_(0, kept.rows, torch.exp(shifted - peak[kept.rows]))
-    return total.log_() + peak
+    z = torch.zeros(batch, device=device).index_add_(0, item_rows, item_z) if with_z else None
+    return _RowDraws(runs.x, row_max, inv_temp, greedy, best, col, z)
 
 
 def sample_torch(logits_2d: torch.Tensor, params: RowParams, temperature_first: bool = False,
@@ -170,14 +219,13 @@ def sample_torch(logits_2d: torch.Tensor, params: RowParams, temperature_first: 
     """
     if logits_2d.device.type != "cpu":
         return sample_reference(logits_2d, params, temperature_first, return_logprobs)
-    kept = _kept_pairs(logits_2d, params, temperature_first, token_base=0)
-    empty = kept.best == NEG_INF
-    tokens = torch.where(empty, -1, kept.col)
+    draw = _draw_rows(logits_2d, params, temperature_first, 0, with_z=return_logprobs)
+    empty = draw.best == NEG_INF
+    tokens = torch.where(empty, -1, draw.col)
     if not return_logprobs:
         return tokens, None
-    log_norm = _log_normaliser(kept, (kept.values - kept.row_max[kept.rows]) * kept.inv_temp[kept.rows])
-    picked = (kept.x.gather(1, kept.col[:, None])[:, 0].float() - kept.row_max) * kept.inv_temp
-    logprobs = torch.where(kept.greedy, 0.0, picked - log_norm)
+    picked = (draw.x.gather(1, draw.col[:, None])[:, 0].float() - draw.row_max) * draw.inv_temp
+    logprobs = torch.where(draw.greedy, 0.0, picked - torch.log(draw.z))
     return tokens, torch.where(empty, float("nan"), logprobs)
 
 
@@ -191,8 +239,6 @@ def shard_candidates_torch(logits_2d: torch.Tensor, row_max: torch.Tensor, param
     """
     if logits_2d.device.type != "cpu":
         return shard_candidates_reference(logits_2d, row_max, params, temperature_first, token_base)
-    kept = _kept_pairs(logits_2d, params, temperature_first, token_base, row_max)
-    weights = torch.exp((kept.values - row_max[kept.rows]) * kept.inv_temp[kept.rows])
-    z = torch.zeros_like(kept.best).index_add_(0, kept.rows, weights)
-    logit = kept.x.gather(1, kept.col[:, None])[:, 0].float()
-    return torch.stack([kept.best, logit, z], dim=1), kept.col
+    draw = _draw_rows(logits_2d, params, temperature_first, token_base, row_max, with_z=True)
+    logit = draw.x.gather(1, draw.col[:, None])[:, 0].float()
+    return torch.stack([draw.best, logit, draw.z], dim=1), draw.col

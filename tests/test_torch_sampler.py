@@ -7,9 +7,10 @@ token.  They must give identical tokens and log-probabilities within 1e-5 on eve
 import pytest
 import torch
 
+from minp_kernels import torch_sampler
 from minp_kernels._validation import validate_logits, validate_params
 from minp_kernels.launch import sample_triton
-from minp_kernels.philox import pair_words, token_words
+from minp_kernels.philox import counter_run_words, token_words
 from minp_kernels.reference import kept_mask, sample_reference, shard_candidates_reference
 from minp_kernels.torch_sampler import CHUNK, sample_torch, shard_candidates_torch
 
@@ -17,6 +18,15 @@ from helpers import lm_like_logits
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 INF, NAN = float("inf"), float("nan")
+
+
+@pytest.fixture(params=["pairs of live chunks", "pairs of whole rows", "live chunks", "whole rows"])
+def noise_path(request, monkeypatch):
+    """Force each path of the kept-token sampler whatever the data: noise per kept pair or per run,
+    runs being the live chunks or the whole rows."""
+    monkeypatch.setattr(torch_sampler, "PAIR_DENSITY", 0 if request.param.startswith("pairs") else 2**62)
+    monkeypatch.setattr(torch_sampler, "WHOLE_ROWS_SHARE", 0.0 if request.param.endswith("rows") else 2.0)
+    return request.param
 
 
 def special_rows(logits):
@@ -62,7 +72,7 @@ def assert_same_draws(logits, p_base, temp, seed, offset, temperature_first):
 
 @pytest.mark.parametrize("temperature_first", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_per_row_params_match_reference(dtype, temperature_first):
+def test_per_row_params_match_reference(dtype, temperature_first, noise_path):
     """Per-row p_base / temp / seed / offset, edge-case rows, invalid rows, several vocabularies."""
     gen = torch.Generator().manual_seed(11)
     for batch, vocab in [(40, 3 * CHUNK + 45), (24, 9000), (20, 8)]:
@@ -79,7 +89,7 @@ def test_per_row_params_match_reference(dtype, temperature_first):
 
 @pytest.mark.parametrize("temperature_first", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_shared_seed_scalar_params_match_reference(dtype, temperature_first):
+def test_shared_seed_scalar_params_match_reference(dtype, temperature_first, noise_path):
     """Scalar p_base / temp / seed: the rows share the seed and the row index is their stream."""
     logits = special_rows(lm_like_logits(32, 2 * CHUNK + 3, torch.float32, seed=5)).to(dtype)
     for p_base, temp, seed, offset in [(0.1, 1.0, 7, 0), (0.0, 1.5, -3, 2**33 + 1), (1.0, 0.5, 2**63, 5),
@@ -87,7 +97,7 @@ def test_shared_seed_scalar_params_match_reference(dtype, temperature_first):
         assert_same_draws(logits, p_base, temp, seed, offset, temperature_first)
 
 
-def test_one_token_vocabulary_and_empty_batch():
+def test_one_token_vocabulary_and_empty_batch(noise_path):
     for value in [1.5, -INF, NAN, INF]:
         assert_same_draws(torch.full((3, 1), value), 0.1, 1.0, 4, 0, False)
     empty = torch.empty(0, 100)
@@ -106,7 +116,7 @@ def test_flat_rows_keeping_thousands_of_tokens(temperature_first):
     assert_same_draws(logits, 0.02, 3.0, torch.arange(batch) + 100, torch.arange(batch), temperature_first)
 
 
-def test_ties_take_the_lowest_index():
+def test_ties_take_the_lowest_index(noise_path):
     """Greedy and p_base = 1 rows with repeated maxima: lowest index among equal scores."""
     logits = torch.zeros(4, 700)
     logits[:, [5, 300, 650]] = 2.0
@@ -132,7 +142,7 @@ def test_rows_draw_the_same_token_wherever_they_sit():
 
 @pytest.mark.parametrize("temperature_first", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_shards_match_reference_and_combine_to_the_full_draw(dtype, temperature_first):
+def test_shards_match_reference_and_combine_to_the_full_draw(dtype, temperature_first, noise_path):
     """Uneven shards, any token_base alignment: identical records, and the best record over the
     shards (lowest global id among equal scores) is the unsharded token."""
     batch, vocab = 20, 2 * CHUNK + 300
@@ -159,19 +169,17 @@ def test_shards_match_reference_and_combine_to_the_full_draw(dtype, temperature_
     assert torch.equal(torch.where(best == -INF, -1, winner), tokens)
 
 
-def test_pair_words_match_token_words():
-    """The kept-token Philox (one call per distinct row and counter, pairs in any grouping) equals
-    the per-token definition."""
+def test_counter_runs_match_token_words():
+    """Runs of consecutive counters (the chunk path's noise), any start per row, equal the per-token
+    definition."""
     gen = torch.Generator().manual_seed(2)
     seed = torch.randint(-2**63, 2**63 - 1, (5,), generator=gen)
     offset = torch.randint(-2**63, 2**63 - 1, (5,), generator=gen)
     stream = torch.arange(5)
-    rows, tokens = (torch.rand(5, 300, generator=gen) < 0.4).nonzero(as_tuple=True)
-    tokens = tokens + 2**31  # global ids far past 0
-    expected = token_words(seed[rows], tokens, stream[rows], offset[rows])
-    assert torch.equal(pair_words(rows, tokens, seed, stream, offset), expected)
-    shuffled = torch.randperm(rows.numel(), generator=gen)
-    assert torch.equal(pair_words(rows[shuffled], tokens[shuffled], seed, stream, offset), expected[shuffled])
+    first_counter = torch.randint(0, 2**30, (5,), generator=gen)
+    runs = counter_run_words(seed, offset, stream, first_counter, 9)
+    tokens = 4 * first_counter[:, None] + torch.arange(36)
+    assert torch.equal(runs, token_words(seed[:, None], tokens, stream[:, None], offset[:, None]))
 
 
 @pytest.mark.slow

@@ -137,6 +137,55 @@ class _RowDraws:
     z: torch.Tensor | None  # float32 [B], sum over kept of exp((x - m) * inv_temp), if asked for
 
 
+@dataclass
+class _RunRows:
+    """Per-run copies of the row values the scoring needs (views of the rows' own for whole rows)."""
+
+    seed: torch.Tensor
+    offset: torch.Tensor
+    stream: torch.Tensor
+    inv_temp: torch.Tensor
+    greedy: torch.Tensor
+    row_max: torch.Tensor
+
+
+# Scored items: (row, column, score, exp((x - m) * inv_temp) or None) of kept pairs or of whole runs.
+_Items = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+def _pair_items(runs: _Runs, per_run: _RunRows, kept: torch.Tensor, token_base: int, with_z: bool) -> _Items:
+    """One item per kept (row, token) pair: a Philox call each, its word picked by the token's lane."""
+    which, within = kept.nonzero(as_tuple=True)
+    rows = runs.rows.index_select(0, which)
+    cols = runs.first_col.index_select(0, which) + within
+    x = runs.data[which, within].float()
+    seed, offset, stream, inv_temp, greedy, row_max = (
+        v.index_select(0, which) for v in (per_run.seed, per_run.offset, per_run.stream, per_run.inv_temp,
+                                           per_run.greedy, per_run.row_max))
+    words = token_list_words(seed, cols + token_base, stream, offset)
+    noisy = (x * inv_temp + gumbel_from_words(words)).clamp_min_(-FLT_MAX)  # two roundings, as the kernel
+    z = torch.exp((x - row_max) * inv_temp) if with_z else None
+    return rows, cols, torch.where(greedy, x, noisy), z
+
+
+def _run_items(runs: _Runs, per_run: _RunRows, kept: torch.Tensor, token_base: int, with_z: bool) -> _Items:
+    """One item per run: every column scored (one Philox call per four tokens), the run's best kept."""
+    width = runs.data.shape[1]
+    lane = token_base & 3  # runs start at column 0 or a multiple of CHUNK: their first id has this lane
+    # A shared first counter stays an int, broadcast, instead of a [runs, counters] tensor.
+    first_counter = token_base >> 2 if runs.whole_rows else (runs.first_col + token_base) >> 2
+    words = counter_run_words(per_run.seed, per_run.offset, per_run.stream, first_counter, (lane + width + 3) >> 2)
+    x = runs.data.float()
+    inv_temp = per_run.inv_temp[:, None]
+    noisy = (x * inv_temp + gumbel_from_words(words[:, lane:lane + width])).clamp_min_(-FLT_MAX)
+    scores = torch.where(kept, torch.where(per_run.greedy[:, None], x, noisy), NEG_INF)
+    best, within = scores.max(dim=1)  # first maximal column of each run
+    z = None
+    if with_z:
+        z = torch.exp(torch.where(kept, (x - per_run.row_max[:, None]) * inv_temp, NEG_INF)).sum(dim=1)
+    return runs.rows, runs.first_col + within, best, z
+
+
 def _draw_rows(logits_2d: torch.Tensor, params: RowParams, temperature_first: bool, token_base: int,
                row_max: torch.Tensor | None = None, with_z: bool = False) -> _RowDraws:
     """Kept set, noise for the live chunks' kept tokens only, and each row's argmax (and normaliser)."""
@@ -146,45 +195,14 @@ def _draw_rows(logits_2d: torch.Tensor, params: RowParams, temperature_first: bo
     temp = row_tensor(params.temp, batch, device, torch.float32)
     inv_temp, delta, greedy = row_constants(p_base, temp, temperature_first)
     runs = _live_runs(logits_2d, delta, row_max)
-    row_max = runs.row_max
 
-    # Per run: its row's constants and noise keys.
-    per_row = (*row_noise_keys(params, batch, device), inv_temp, greedy, row_max, runs.threshold)
+    per_row = (*row_noise_keys(params, batch, device), inv_temp, greedy, runs.row_max, runs.threshold)
     if not runs.whole_rows:
         per_row = tuple(v.index_select(0, runs.rows) for v in per_row)
-    seed, offset, stream, run_inv_temp, run_greedy, run_row_max, run_threshold = per_row
-    kept = runs.data >= run_threshold[:, None]
-
-    if int(kept.sum()) * PAIR_DENSITY < kept.numel():
-        # Sparse: one item per kept (row, token) pair, a Philox call each.
-        which, within = kept.nonzero(as_tuple=True)
-        item_rows = runs.rows.index_select(0, which)
-        item_cols = runs.first_col.index_select(0, which) + within
-        x = runs.data[which, within].float()
-        words = token_list_words(seed.index_select(0, which), item_cols + token_base,
-                                 stream.index_select(0, which), offset.index_select(0, which))
-        item_inv_temp, item_greedy, item_row_max = (
-            v.index_select(0, which) for v in (run_inv_temp, run_greedy, run_row_max))
-        noisy = (x * item_inv_temp + gumbel_from_words(words)).clamp_min_(-FLT_MAX)  # two roundings, as the kernel
-        item_best = torch.where(item_greedy, x, noisy)
-        item_z = torch.exp((x - item_row_max) * item_inv_temp) if with_z else None
-    else:
-        # Dense: score whole runs (one Philox call per four tokens), then each run's best.
-        width = runs.data.shape[1]
-        lane = token_base & 3  # every run starts at a multiple of 4 columns: its first id has this lane
-        # (a shared first counter stays a broadcast int instead of a [rows, counters] tensor)
-        first_counter = token_base >> 2 if runs.whole_rows else (runs.first_col + token_base) >> 2
-        words = counter_run_words(seed, offset, stream, first_counter, (lane + width + 3) >> 2)
-        x = runs.data.float()
-        noise = gumbel_from_words(words[:, lane:lane + width])
-        noisy = (x * run_inv_temp[:, None] + noise).clamp_min_(-FLT_MAX)
-        scores = torch.where(kept, torch.where(run_greedy[:, None], x, noisy), NEG_INF)
-        item_best, within = scores.max(dim=1)  # first maximal column of each run
-        item_rows = runs.rows
-        item_cols = runs.first_col + within
-        if with_z:
-            shifted = torch.where(kept, (x - run_row_max[:, None]) * run_inv_temp[:, None], NEG_INF)
-            item_z = torch.exp(shifted).sum(dim=1)
+    kept = runs.data >= per_row[-1][:, None]
+    per_run = _RunRows(*per_row[:-1])
+    items = _pair_items if int(kept.sum()) * PAIR_DENSITY < kept.numel() else _run_items
+    item_rows, item_cols, item_best, item_z = items(runs, per_run, kept, token_base, with_z)
 
     best = torch.full((batch,), NEG_INF, device=device).scatter_reduce_(0, item_rows, item_best, "amax")
     # The lowest column among the items that reach their row's best score (vocab: never reached).
@@ -193,7 +211,7 @@ def _draw_rows(logits_2d: torch.Tensor, params: RowParams, temperature_first: bo
     col = col.scatter_reduce_(0, item_rows, winner_cols, "amin")
     col = torch.where(best == NEG_INF, 0, col)
     z = torch.zeros(batch, device=device).index_add_(0, item_rows, item_z) if with_z else None
-    return _RowDraws(runs.x, row_max, inv_temp, greedy, best, col, z)
+    return _RowDraws(runs.x, runs.row_max, inv_temp, greedy, best, col, z)
 
 
 def sample_torch(logits_2d: torch.Tensor, params: RowParams, temperature_first: bool = False,

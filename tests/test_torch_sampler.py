@@ -10,6 +10,7 @@ import torch
 from minp_kernels import torch_sampler
 from minp_kernels._validation import validate_logits, validate_params
 from minp_kernels.launch import sample_triton
+from minp_kernels.params import RowParams
 from minp_kernels.philox import counter_run_words, token_words
 from minp_kernels.reference import kept_mask, sample_reference, shard_candidates_reference
 from minp_kernels.torch_sampler import CHUNK, sample_torch, shard_candidates_torch
@@ -167,6 +168,37 @@ def test_shards_match_reference_and_combine_to_the_full_draw(dtype, temperature_
     winner = torch.where(scores == best, ids, vocab).min(dim=0).values
     tokens, _ = sample_torch(logits, params, temperature_first)
     assert torch.equal(torch.where(best == -INF, -1, winner), tokens)
+
+
+def test_noise_only_for_kept_tokens(monkeypatch):
+    """On LM-like rows the CPU path draws one noise word per kept token and none for the others."""
+    logits = lm_like_logits(16, 50_000, seed=1)
+    counted = []
+    for name in ("token_list_words", "counter_run_words"):
+        original = getattr(torch_sampler, name)
+
+        def counting(*args, _original=original):
+            words = _original(*args)
+            counted.append(words.numel())
+            return words
+
+        monkeypatch.setattr(torch_sampler, name, counting)
+    params = validate_params(logits, 0.1, 1.0, torch.arange(16), 0, None)
+    sample_torch(logits, params)
+    assert sum(counted) == kept_mask(logits, 0.1, 1.0).sum() < logits.numel() / 100
+
+
+def test_other_devices_take_the_dense_path_without_host_reads():
+    """Off the CPU the backend is the dense reference, which never reads tensor values on the host
+    (meta tensors hold no values: any such read would raise)."""
+    logits = torch.empty(4, 1000, device="meta")
+    per_row = RowParams(torch.full((4,), 0.1, device="meta"), torch.ones(4, device="meta"),
+                        torch.arange(4, device="meta"), torch.zeros(4, dtype=torch.int64, device="meta"), False)
+    for params in (per_row, RowParams(0.1, 1.0, 3, 2, True)):
+        tokens, logprobs = sample_torch(logits, params, return_logprobs=True)
+        assert tokens.shape == (4,) and tokens.dtype == torch.int64 and logprobs.shape == (4,)
+        fields, col = shard_candidates_torch(logits, torch.empty(4, device="meta"), params, False, 5)
+        assert fields.shape == (4, 3) and col.shape == (4,)
 
 
 def test_counter_runs_match_token_words():

@@ -16,7 +16,7 @@ kernel and the torch backend (:mod:`minp_kernels.torch_sampler`) reproduce bit f
 import torch
 
 from ._validation import validate_logits, validate_row_float
-from .params import RowParams
+from .params import RowParams, invalid_rows
 from .philox import gumbel_noise
 
 FLT_MAX = torch.finfo(torch.float32).max
@@ -43,27 +43,24 @@ def row_constants(p_base: torch.Tensor, temp: torch.Tensor, temperature_first: b
     """Per-row ``(inv_temp, delta, greedy)``, float32, exactly as the kernel computes them.
 
     ``ln(p_base)`` is taken in float64 and rounded once to float32, ``1/temp`` is an IEEE float32
-    division, and ``delta`` is the threshold's offset from the row max.  An invalid row (``p_base``
-    NaN or outside ``[0, 1]``, ``temp`` NaN or negative) gets ``delta = NaN``: no logit compares
-    ``>=`` to a NaN threshold, so its kept set is empty.
+    division, and ``delta`` is the threshold's offset from the row max.
     """
     log_p = torch.log(p_base.double()).float()
     temp = temp.float()
     inv_temp = torch.ones_like(temp) / temp
     greedy = inv_temp == float("inf")
     delta = torch.where(log_p == 0, 0.0, temp * log_p) if temperature_first else log_p
-    delta = torch.where(greedy, 0.0, delta)
-    valid = (p_base >= 0) & (p_base <= 1) & (temp >= 0)  # False for NaN
-    return inv_temp, torch.where(valid, delta, float("nan")), greedy
+    return inv_temp, torch.where(greedy, 0.0, delta), greedy
 
 
-def kept_threshold(row_max: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def kept_threshold(row_max: torch.Tensor, delta: torch.Tensor, invalid: torch.Tensor) -> torch.Tensor:
     """Per-row threshold ``t`` such that ``x >= t`` is the kept set (``x >= m + delta`` and ``x > -inf``).
 
-    Raising ``m + delta`` to ``-FLT_MAX`` folds the ``x > -inf`` test into the one comparison; an
-    invalid row's NaN threshold keeps nothing.
+    Raising ``m + delta`` to ``-FLT_MAX`` folds the ``x > -inf`` test into the one comparison.  An
+    ``invalid`` row (:func:`minp_kernels.params.invalid_rows`) gets NaN: no logit compares ``>=``
+    to NaN, so it keeps nothing.
     """
-    return (row_max + delta).clamp_min(-FLT_MAX)
+    return torch.where(invalid, float("nan"), (row_max + delta).clamp_min(-FLT_MAX))
 
 
 def row_noise_keys(params: RowParams, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor,
@@ -87,7 +84,7 @@ def _kept_set(logits_2d: torch.Tensor, params: RowParams, temperature_first: boo
     temp = row_tensor(params.temp, batch, device, torch.float32)
     inv_temp, delta, greedy = row_constants(p_base, temp, temperature_first)
     row_max = x.amax(dim=-1) if row_max is None else row_max
-    keep = x >= kept_threshold(row_max, delta)[:, None]
+    keep = x >= kept_threshold(row_max, delta, invalid_rows(params, batch, device))[:, None]
     return x, row_max, keep, inv_temp, greedy
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .params import RowParams
+from .params import RowParams, invalid_rows
 from .philox import counter_run_words, gumbel_from_words, token_list_words
 from .reference import (
     FLT_MAX,
@@ -92,7 +92,8 @@ def _chunk_maxima(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return body, tail, body_max, torch.cat([body_max, tail], dim=1).amax(dim=-1).float()
 
 
-def _live_runs(logits_2d: torch.Tensor, delta: torch.Tensor, row_max: torch.Tensor | None) -> _Runs:
+def _live_runs(logits_2d: torch.Tensor, delta: torch.Tensor, invalid: torch.Tensor,
+               row_max: torch.Tensor | None) -> _Runs:
     """Row max (unless given, for a shard) and the chunks whose max reaches ``row_max + delta``.
 
     Without NaN or ``+inf`` the input already is its sanitised self up to an exact float32
@@ -104,7 +105,7 @@ def _live_runs(logits_2d: torch.Tensor, delta: torch.Tensor, row_max: torch.Tens
         x = sanitize_logits(logits_2d)
         body, tail, body_max, local_max = _chunk_maxima(x)
     row_max = local_max if row_max is None else row_max
-    threshold = kept_threshold(row_max, delta)
+    threshold = kept_threshold(row_max, delta, invalid)
     batch, n, tail_width = body.shape[0], body.shape[1], tail.shape[1]
 
     live = (body_max >= threshold[:, None]).view(-1).nonzero().squeeze(1)
@@ -194,7 +195,7 @@ def _draw_rows(logits_2d: torch.Tensor, params: RowParams, temperature_first: bo
     p_base = row_tensor(params.p_base, batch, device, torch.float64)
     temp = row_tensor(params.temp, batch, device, torch.float32)
     inv_temp, delta, greedy = row_constants(p_base, temp, temperature_first)
-    runs = _live_runs(logits_2d, delta, row_max)
+    runs = _live_runs(logits_2d, delta, invalid_rows(params, batch, device), row_max)
 
     per_row = (*row_noise_keys(params, batch, device), inv_temp, greedy, runs.row_max, runs.threshold)
     if not runs.whole_rows:

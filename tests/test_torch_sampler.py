@@ -107,6 +107,16 @@ def test_one_token_vocabulary_and_empty_batch(noise_path):
     assert tokens.shape == (0,) and tokens.dtype == torch.int64 and logprobs.shape == (0,)
 
 
+def test_invalid_rows_judged_on_the_given_values(noise_path):
+    """float64 p_base just above 1 and temp just below 0 are invalid, though float32 would round
+    them to 1 and -0."""
+    logits = lm_like_logits(4, 600, seed=2)
+    p_base = torch.tensor([1 + 1e-12, 0.1, 0.1, 1.0], dtype=torch.float64)
+    temp = torch.tensor([1.0, -1e-300, 0.0, 1.0], dtype=torch.float64)
+    tokens = assert_same_draws(logits, p_base, temp, torch.arange(4), 0, False)
+    assert tokens[:2].tolist() == [-1, -1] and (tokens[2:] >= 0).all()
+
+
 @pytest.mark.parametrize("temperature_first", [False, True])
 def test_flat_rows_keeping_thousands_of_tokens(temperature_first):
     """temp 3, p_base 0.02 on nearly flat rows: thousands of kept tokens per row, still exact."""
@@ -216,7 +226,8 @@ def test_counter_runs_match_token_words():
 
 @pytest.mark.slow
 def test_matches_triton_kernel():
-    """Same tokens and log-probs as the Triton kernel (interpreted on CPU), every dtype, both orders."""
+    """Same tokens and log-probs as the Triton kernel (interpreted on CPU), every dtype, both orders,
+    invalid rows included."""
     batch, vocab = 12, 3000
     gen = torch.Generator().manual_seed(9)
     for dtype, temperature_first in [(torch.float32, False), (torch.bfloat16, True), (torch.float16, False)]:
@@ -226,7 +237,7 @@ def test_matches_triton_kernel():
         logits[2, [4, 2000]] = INF
         logits[3] = -INF
         logits = logits.to(dtype)
-        p_base, temp = row_params(batch, invalid=False, gen=gen)
+        p_base, temp = row_params(batch, invalid=True, gen=gen)
         seed = torch.randint(0, 2**62, (batch,), generator=gen)
         params = validate_params(logits, p_base, temp, seed, torch.arange(batch), None)
         tokens, logprobs = sample_torch(logits, params, temperature_first, return_logprobs=True)

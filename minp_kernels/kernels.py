@@ -57,7 +57,8 @@ SHARD_COLUMN: tl.constexpr = tl.constexpr(3)
 @triton.jit
 def _row_constants(row, p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
                    P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr):
-    """(inv_temp, delta, greedy, invalid) of one row; twin of ``reference.row_constants``.
+    """(inv_temp, delta, greedy, invalid) of one row; twin of ``reference.row_constants`` and
+    ``params.invalid_rows``.
 
     ``invalid``: a per-row ``p_base`` outside ``[0, 1]`` or NaN, or a per-row ``temp`` below 0 or
     NaN (scalars were checked on the host); such a row returns token -1.
@@ -72,7 +73,7 @@ def _row_constants(row, p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_st
     if TEMP_FROM_PTR:
         temp_row = tl.load(temp_ptr + row * temp_stride)
         invalid = invalid | (temp_row != temp_row) | (temp_row < 0)
-        temp_row = temp_row.to(tl.float32)
+        temp_row = temp_row.to(tl.float32) + 0.0  # -0.0 becomes 0.0: greedy, as the reference
     else:
         temp_row = temp + 0.0
     inv_temp = tl.math.div_rn(tl.full([], 1.0, tl.float32), temp_row)
@@ -148,7 +149,7 @@ def _pick4(lane, w0, w1, w2, w3):
 
 @triton.jit
 def _token_words(groups, seed, stream, offset, WIDTH: tl.constexpr):
-    """Philox word of every token of a ``[ROWS, WIDTH]`` tile (layout: ``minp_kernels.philox``)."""
+    """Philox word of every token of a ``[ROWS, WIDTH]`` tile (stream layout: ``minp_kernels.philox``'s docstring)."""
     off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
     off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
     lane = tl.arange(0, WIDTH)[None, :]

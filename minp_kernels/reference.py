@@ -43,10 +43,11 @@ def row_constants(p_base: torch.Tensor, temp: torch.Tensor, temperature_first: b
     """Per-row ``(inv_temp, delta, greedy)``, float32, exactly as the kernel computes them.
 
     ``ln(p_base)`` is taken in float64 and rounded once to float32, ``1/temp`` is an IEEE float32
-    division, and ``delta`` is the threshold's offset from the row max.
+    division (of ``temp + 0.0``, so that a temperature of -0.0 is greedy like 0.0), and ``delta`` is
+    the threshold's offset from the row max.
     """
     log_p = torch.log(p_base.double()).float()
-    temp = temp.float()
+    temp = temp.float() + 0.0
     inv_temp = torch.ones_like(temp) / temp
     greedy = inv_temp == float("inf")
     delta = torch.where(log_p == 0, 0.0, temp * log_p) if temperature_first else log_p

@@ -4,6 +4,7 @@ from setuptools import find_packages, setup
 BENCH = ["tqdm", "matplotlib", "pytest-benchmark"]
 # Everything tests/ and benchmarks/ import, plus the CI tools (xdist for `-n 2`, ruff for the lint step):
 # `pip install -e ".[test]"` on a fresh machine must be all the test suite needs (CI checks it in a new venv).
+# transformers >= 4.56 takes `dtype=` in from_pretrained (examples/generate.py).
 TEST = BENCH + ["pytest", "pytest-xdist", "scipy", "hypothesis", "transformers>=4.56", "ruff"]
 
 setup(

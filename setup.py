@@ -1,5 +1,12 @@
 from setuptools import find_packages, setup
 
+# What `python -m benchmarks.run` and the pytest-benchmark timings import.
+BENCH = ["tqdm", "matplotlib", "pytest-benchmark"]
+# Everything tests/ and benchmarks/ import, plus the CI tools (xdist for `-n 2`, ruff for the lint step):
+# `pip install -e ".[test]"` on a fresh machine must be all the test suite needs (CI checks it in a new venv).
+# transformers >= 4.56 takes `dtype=` in from_pretrained (examples/generate.py).
+TEST = BENCH + ["pytest", "pytest-xdist", "scipy", "hypothesis", "transformers>=4.56", "ruff"]
+
 setup(
     name="minp_kernels",
     version="0.1.0",
@@ -9,9 +16,6 @@ setup(
     packages=find_packages(include=["minp_kernels", "minp_kernels.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.11,<2.14", "triton>=3.6,<3.10", "numpy"],
-    extras_require={
-        "test": ["pytest", "pytest-benchmark", "pytest-xdist", "scipy", "hypothesis", "transformers"],
-        "bench": ["tqdm", "matplotlib", "pytest-benchmark"],
-    },
+    extras_require={"test": TEST, "bench": BENCH},
     license="Apache-2.0",
 )

@@ -8,6 +8,7 @@ value checks in :func:`check_values_strict`, which do.
 
 import math
 import numbers
+import reprlib
 
 import torch
 
@@ -17,15 +18,39 @@ LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BACKENDS = ("auto", "triton", "torch")
 INT64_MIN, UINT64_END = -(2**63), 2**64
 
+# Error messages quote a caller's value through this: a 128256-long list passed as logits must give a
+# one-line message, not megabytes.  reprlib shortens containers and strings; the cap bounds the rest.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxstring, _SHORT.maxother = 2, 6, 6, 60, 60
+MAX_REPR_CHARS = 120
 
 
-def _describe(value):
+def short_repr(value) -> str:
+    """``repr(value)`` cut to at most :data:`MAX_REPR_CHARS` characters, whatever the value's size."""
+    if isinstance(value, int) and value.bit_length() > 128:  # Python refuses str() past 4300 digits
+        return f"<int of {value.bit_length()} bits>"
+    try:
+        text = _SHORT.repr(value)
+    except Exception as error:  # a broken __repr__ must not replace the error being reported
+        return f"<{type(value).__name__} whose repr raised {type(error).__name__}>"
+    return text if len(text) <= MAX_REPR_CHARS else text[: MAX_REPR_CHARS - 3] + "..."
+
+
+def _describe(value) -> str:
+    """A tensor by shape, dtype and device; anything else by type and a short repr."""
     if isinstance(value, torch.Tensor):
         return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}, device={value.device})"
-    return f"{type(value).__name__} {value!r}"
+    kind = type(value)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return f"{name} {short_repr(value)}"
 
 
-def validate_logits(logits):
+def _row_list(rows: list[int]) -> str:
+    """``"[r0, r1, ...] (N rows)"``: bounded however many rows are bad, with the count when cut."""
+    return short_repr(rows) + (f" ({len(rows)} rows)" if len(rows) > _SHORT.maxlist else "")
+
+
+def validate_logits(logits: object) -> tuple[torch.Tensor, bool]:
     """Return ``(logits_2d, was_1d)`` with a unit-stride last dimension."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits: expected a torch.Tensor, got {_describe(logits)}")
@@ -42,14 +67,15 @@ def validate_logits(logits):
     return logits_2d, was_1d
 
 
-def _validate_row_tensor(name, value, batch, device):
+def _validate_row_tensor(name: str, value: torch.Tensor, batch: int, device: torch.device) -> None:
     if value.dim() != 1 or value.shape[0] != batch:
         raise ValueError(f"{name}: expected a scalar or a tensor of shape [{batch}], got shape {tuple(value.shape)}")
     if value.device != device:
         raise ValueError(f"{name}: expected a tensor on {device} (the logits' device), got one on {value.device}")
 
 
-def validate_row_float(name, value, batch, device, upper=None):
+def validate_row_float(name: str, value: object, batch: int, device: torch.device,
+                       upper: float | None = None) -> float | torch.Tensor:
     """Check a float parameter in ``[0, upper]`` (``upper=None``: no upper bound)."""
     bounds = f"[0, {upper}]" if upper is not None else ">= 0"
     if isinstance(value, torch.Tensor):
@@ -59,13 +85,16 @@ def validate_row_float(name, value, batch, device, upper=None):
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a float or a tensor of shape [{batch}], got {_describe(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range: as large as a float gets, then the usual bounds
+        value = math.inf if value > 0 else -math.inf
     if math.isnan(value) or value < 0 or (upper is not None and value > upper):
         raise ValueError(f"{name}: expected a value {bounds}, got {value}")
     return value
 
 
-def validate_row_int(name, value, batch, device):
+def validate_row_int(name: str, value: object, batch: int, device: torch.device) -> int | torch.Tensor:
     """Check a seed or offset: a Python int (any 64-bit pattern) or an integer tensor ``[B]``."""
     if isinstance(value, torch.Tensor):
         if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
@@ -76,20 +105,21 @@ def validate_row_int(name, value, batch, device):
         raise TypeError(f"{name}: expected an int or an integer tensor of shape [{batch}], got {_describe(value)}")
     value = int(value)
     if not INT64_MIN <= value < UINT64_END:
-        raise ValueError(f"{name}: expected an int in [-2**63, 2**64), got {value}")
+        raise ValueError(f"{name}: expected an int in [-2**63, 2**64), got {short_repr(value)}")
     return (value - INT64_MIN) % UINT64_END + INT64_MIN  # the same 64 bits, as a signed int64
 
 
-def validate_backend(backend, device):
+def validate_backend(backend: object, device: torch.device) -> str:
     """Resolve ``"auto"``; the launcher itself refuses CPU tensors without the interpreter."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {short_repr(backend)}")
     if backend == "auto":
         return "triton" if device.type == "cuda" else "torch"
     return backend
 
 
-def validate_params(logits_2d, p_base, temp, seed, offset, generator: torch.Generator | None):
+def validate_params(logits_2d: torch.Tensor, p_base: object, temp: object, seed: object, offset: object,
+                    generator: object) -> RowParams:
     """Validate the per-row parameters and draw a shared seed when ``seed`` is None."""
     batch, device = logits_2d.shape[0], logits_2d.device
     p_base = validate_row_float("p_base", p_base, batch, device, upper=1.0)
@@ -99,7 +129,8 @@ def validate_params(logits_2d, p_base, temp, seed, offset, generator: torch.Gene
         raise TypeError(f"generator: expected a torch.Generator or None, got {_describe(generator)}")
     if seed is None:
         # One 64-bit seed drawn on the device: no host sync, and CUDA-graph safe with torch's generator.
-        seed = torch.randint(INT64_MIN, UINT64_END // 2 - 1, (1,), device=device, dtype=torch.int64, generator=generator)
+        seed = torch.randint(INT64_MIN, UINT64_END // 2 - 1, (1,), device=device, dtype=torch.int64,
+                             generator=generator)
         seed_shared = True
     else:
         seed = validate_row_int("seed", seed, batch, device)
@@ -107,7 +138,7 @@ def validate_params(logits_2d, p_base, temp, seed, offset, generator: torch.Gene
     return RowParams(p_base, temp, seed, offset, seed_shared)
 
 
-def check_values_strict(logits_2d, params: RowParams):
+def check_values_strict(logits_2d: torch.Tensor, params: RowParams) -> None:
     """Value checks that need the host to read device memory (``strict=True``)."""
     for name, value, upper in (("p_base", params.p_base, 1.0), ("temp", params.temp, None)):
         if isinstance(value, torch.Tensor):
@@ -117,8 +148,9 @@ def check_values_strict(logits_2d, params: RowParams):
             rows = torch.nonzero(bad).flatten().tolist()
             if rows:
                 bounds = f"[0, {upper}]" if upper is not None else ">= 0"
-                raise ValueError(f"{name}: expected values {bounds}, got {value[rows].tolist()} at rows {rows}")
+                raise ValueError(f"{name}: expected values {bounds}, got {short_repr(value[rows].tolist())} "
+                                 f"at rows {_row_list(rows)}")
     finite = torch.isfinite(logits_2d) | (logits_2d == float("inf"))
     rows = torch.nonzero(~finite.any(dim=-1)).flatten().tolist()
     if rows:
-        raise ValueError(f"logits: expected at least one finite logit per row, got none in rows {rows}")
+        raise ValueError(f"logits: expected at least one finite logit per row, got none in rows {_row_list(rows)}")

@@ -1,13 +1,36 @@
 """Public entry point: :func:`sample`."""
 
+from typing import Literal, overload
+
 import torch
 
 from ._op import call_op, run_backend
 from ._validation import check_values_strict, validate_backend, validate_logits, validate_params
 
+Backend = Literal["auto", "triton", "torch"]
 
-def sample(logits, p_base, temp, *, seed=None, offset=0, generator=None, temperature_first=False,
-           return_logprobs=False, backend="auto", strict=False):
+
+@overload
+def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | torch.Tensor, *,
+           seed: int | torch.Tensor | None = None, offset: int | torch.Tensor = 0,
+           generator: torch.Generator | None = None, temperature_first: bool = False,
+           return_logprobs: Literal[False] = False, backend: Backend = "auto",
+           strict: bool = False) -> torch.Tensor: ...
+
+
+@overload
+def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | torch.Tensor, *,
+           seed: int | torch.Tensor | None = None, offset: int | torch.Tensor = 0,
+           generator: torch.Generator | None = None, temperature_first: bool = False,
+           return_logprobs: Literal[True], backend: Backend = "auto",
+           strict: bool = False) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | torch.Tensor, *,
+           seed: int | torch.Tensor | None = None, offset: int | torch.Tensor = 0,
+           generator: torch.Generator | None = None, temperature_first: bool = False,
+           return_logprobs: bool = False, backend: Backend = "auto",
+           strict: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Draw one token per row with min-p sampling, fused in one pass over the logits.
 
     Keeps the tokens whose probability is at least ``p_base`` times the row's largest
@@ -17,12 +40,14 @@ def sample(logits, p_base, temp, *, seed=None, offset=0, generator=None, tempera
     Parameters
     ----------
     logits : torch.Tensor
-        ``[B, V]`` or ``[V]``, float32 / float16 / bfloat16, CPU or CUDA, any row stride.
+        ``[B, V]`` (a batch of rows) or ``[V]`` (one row: the results are then 0-d), float32 /
+        float16 / bfloat16, CPU or CUDA, any row stride.
     p_base : float or torch.Tensor
         Min-p base in ``[0, 1]``, a scalar or a float tensor ``[B]`` on the logits' device.
         ``0`` samples from all finite logits; ``1`` keeps only the tokens equal to the max.
     temp : float or torch.Tensor
-        Temperature ``>= 0``, scalar or ``[B]``; ``0`` is greedy (lowest index among ties).
+        Temperature ``>= 0``, scalar or ``[B]``; ``0`` is greedy (lowest index among ties), ``inf``
+        uniform over the kept set.
     seed, offset : int or torch.Tensor, optional
         Philox key and counter (e.g. request seed and decode step), Python ints or int64 tensors
         ``[B]``.  A row with its own seed draws the same token whatever batch it sits in.  With
@@ -38,15 +63,30 @@ def sample(logits, p_base, temp, *, seed=None, offset=0, generator=None, tempera
     backend : {"auto", "triton", "torch"}
         ``"auto"``: Triton on CUDA, torch on CPU.  ``"triton"`` on CPU needs ``TRITON_INTERPRET=1``.
     strict : bool
-        Check tensor ``p_base`` / ``temp`` values and raise on rows without a finite logit
-        (syncs with the device; the default path never does).
+        Read the tensor values before sampling and raise ``ValueError`` naming the rows whose
+        ``p_base`` / ``temp`` is invalid or whose logits hold no finite value (this syncs with the
+        device; the default path never does).
 
     Returns
     -------
     torch.Tensor or tuple of torch.Tensor
-        int64 tokens ``[B]`` (0-d for 1-D logits) on the logits' device, ``-1`` for a row with no
-        finite logit; with ``return_logprobs`` also float32 log-probabilities of the same shape
-        (NaN where the token is ``-1``, 0 for greedy rows).
+        int64 tokens ``[B]`` (0-d for 1-D logits) on the logits' device; with ``return_logprobs``
+        also float32 log-probabilities of the same shape (0 for greedy rows).
+
+    Raises
+    ------
+    TypeError
+        A wrong kind of argument or dtype.
+    ValueError
+        A wrong shape or device, a scalar ``p_base`` outside ``[0, 1]``, a scalar ``temp`` below 0 or
+        NaN; with ``strict=True`` also bad tensor values (see Notes).
+
+    Notes
+    -----
+    Invalid rows: tensor values are not read on the default path (no host sync), so a row whose
+    ``p_base`` is NaN, below 0 or above 1, or whose ``temp`` is NaN or below 0, is not an error: it
+    gets token ``-1`` and log-prob NaN, as does a row with no finite logit, and the other rows are
+    unaffected.  Check for ``-1`` or pass ``strict=True`` to raise instead.
 
     Examples
     --------

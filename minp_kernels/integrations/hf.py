@@ -6,10 +6,19 @@
   keyed by (seed, decode step), so a sequence is reproducible token for token.
 """
 
+from __future__ import annotations
+
+import inspect
+import time
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..api import sample
 from ..reference import kept_mask
+
+if TYPE_CHECKING:  # only for the annotations: transformers stays an optional dependency
+    from transformers import PreTrainedModel
 
 try:
     from transformers import LogitsProcessor
@@ -38,34 +47,52 @@ class MinPLogitsProcessor(LogitsProcessor):
     [[True, False, True, False]]
     """
 
-    def __init__(self, p_base, temp=1.0, temperature_first=False):
+    def __init__(self, p_base: float, temp: float = 1.0, temperature_first: bool = False) -> None:
         self.p_base, self.temp, self.temperature_first = p_base, temp, temperature_first
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, input_ids: torch.LongTensor | None, scores: torch.FloatTensor) -> torch.FloatTensor:
         keep = kept_mask(scores, self.p_base, self.temp, temperature_first=self.temperature_first)
         return scores.masked_fill(~keep, float("-inf"))
 
 
+def cache_argument_name(model: PreTrainedModel) -> str:
+    """The keyword the model's ``forward`` takes its KV cache under.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns and goes away in
+    5.40); older releases only know ``past_key_values``.  The output field carries the same name.
+    """
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
-def generate(model, input_ids, max_new_tokens, p_base, temp, seed, *, temperature_first=False,
-             eos_token_id=None, backend="auto", return_timing=False):
+def generate(model: PreTrainedModel, input_ids: torch.Tensor, max_new_tokens: int,
+             p_base: float | torch.Tensor, temp: float | torch.Tensor, seed: int | torch.Tensor, *,
+             temperature_first: bool = False, eos_token_id: int | None = None, backend: str = "auto",
+             return_timing: bool = False) -> torch.Tensor | tuple[torch.Tensor, tuple[float, float]]:
     """Decode ``max_new_tokens`` tokens with KV cache, sampling each with :func:`minp_kernels.sample`.
 
     Parameters
     ----------
     model : transformers.PreTrainedModel
-        A causal LM (``model(input_ids, past_key_values=..., use_cache=True)``).
+        A causal LM taking ``input_ids`` and a KV cache (``cache=`` in transformers >= 5.24,
+        ``past_key_values=`` before) with ``use_cache=True``.
     input_ids : torch.Tensor
         ``[B, T]`` prompt ids (no padding).
     max_new_tokens : int
         Tokens to add.
     p_base, temp : float or torch.Tensor
-        Min-p base and temperature (scalars or ``[B]``).
+        Min-p base and temperature (scalars or ``[B]``).  A row whose tensor value is invalid (NaN,
+        negative, ``p_base > 1``) samples token ``-1``, which the model cannot embed: check
+        request parameters before the loop.
     seed : int or torch.Tensor
         Request seed(s); row ``b`` uses ``seed[b]`` (an int seeds row ``b`` with ``seed + b``) and the
         decode step as the Philox offset.
+    temperature_first : bool
+        Hugging Face order (threshold on the tempered distribution) instead of the paper's.
     eos_token_id : int, optional
         Rows that emit it keep emitting it.
+    backend : {"auto", "triton", "torch"}
+        Passed to :func:`minp_kernels.sample`.
     return_timing : bool
         Also return ``(total_seconds, sampler_seconds)`` measured with device synchronisation.
 
@@ -74,18 +101,17 @@ def generate(model, input_ids, max_new_tokens, p_base, temp, seed, *, temperatur
     torch.Tensor
         ``[B, T + max_new_tokens]`` ids (and the timing tuple when asked).
     """
-    import time
-
     batch = input_ids.shape[0]
     device = input_ids.device
     seeds = seed if isinstance(seed, torch.Tensor) else seed + torch.arange(batch, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    ids, past, current = input_ids, None, input_ids
+    cache_name = cache_argument_name(model)
+    ids, cache, current = input_ids, None, input_ids
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     sampler_seconds, start = 0.0, time.perf_counter()
     for step in range(max_new_tokens):
-        out = model(input_ids=current, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=current, use_cache=True, **{cache_name: cache})
+        cache = out[cache_name]
         if return_timing:
             sync()
             t0 = time.perf_counter()
@@ -103,7 +129,7 @@ def generate(model, input_ids, max_new_tokens, p_base, temp, seed, *, temperatur
     return (ids, (time.perf_counter() - start, sampler_seconds)) if return_timing else ids
 
 
-def tiny_llama(vocab_size=256, seed=0):
+def tiny_llama(vocab_size: int = 256, seed: int = 0) -> PreTrainedModel:
     """A small random ``LlamaForCausalLM`` built from a config (no download), for tests and demos."""
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -12,7 +12,9 @@ from ..api import sample
 GREEDY_EPS = 1e-5  # vLLM treats temperature below this as greedy
 
 
-def min_p_sample(logits, min_p, temperature, seeds, steps, *, paper_order=False, return_logprobs=False):
+def min_p_sample(logits: torch.Tensor, min_p: torch.Tensor, temperature: torch.Tensor, seeds: torch.Tensor,
+                 steps: torch.Tensor, *, paper_order: bool = False,
+                 return_logprobs: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Min-p sample with per-request parameters, vLLM / SGLang order by default.
 
     Parameters
@@ -20,16 +22,20 @@ def min_p_sample(logits, min_p, temperature, seeds, steps, *, paper_order=False,
     logits : torch.Tensor
         ``[B, V]`` float32 / float16 / bfloat16 (vLLM hands fp32).
     min_p, temperature : torch.Tensor
-        ``[B]`` per-request values (float); temperatures below ``1e-5`` are greedy, as in vLLM.
+        ``[B]`` per-request values (float).  Temperatures in ``[0, 1e-5)`` are greedy, as in vLLM.
+        A row whose ``min_p`` is NaN or outside ``[0, 1]``, or whose temperature is NaN or
+        negative, is invalid: token ``-1`` (log-prob NaN), the other rows unaffected, no host sync.
     seeds, steps : torch.Tensor
         ``[B]`` int64 per-request seeds and decode steps (device tensors: CUDA-graph safe).
     paper_order : bool
         Apply min-p to the untempered distribution (the paper's order) instead of theirs.
+    return_logprobs : bool
+        Also return the float32 log-probability of each sampled id.
 
     Returns
     -------
-    torch.Tensor
-        int64 ``[B]`` sampled ids (and float32 log-probs with ``return_logprobs``).
+    torch.Tensor or tuple of torch.Tensor
+        int64 ``[B]`` sampled ids (and float32 ``[B]`` log-probs with ``return_logprobs``).
 
     Examples
     --------
@@ -40,6 +46,9 @@ def min_p_sample(logits, min_p, temperature, seeds, steps, *, paper_order=False,
     >>> ids[1].item()
     1
     """
-    temperature = torch.where(temperature < GREEDY_EPS, 0.0, temperature)
+    # Only a valid near-zero temperature becomes greedy: a NaN or negative one stays as it is, so the
+    # sampler marks that row invalid instead of quietly answering with the argmax.
+    greedy = (temperature >= 0) & (temperature < GREEDY_EPS)
+    temperature = torch.where(greedy, 0.0, temperature)
     return sample(logits, min_p, temperature, seed=seeds, offset=steps, temperature_first=not paper_order,
                   return_logprobs=return_logprobs)

@@ -16,7 +16,7 @@ from .params import RowParams
 
 LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BACKENDS = ("auto", "triton", "torch")
-INT64_MIN, UINT64_END = -(2**63), 2**64
+INT64_MIN, INT64_MAX, UINT64_END = -(2**63), 2**63 - 1, 2**64
 
 # Error messages quote a caller's value through this: a 128256-long list passed as logits must give a
 # one-line message, not megabytes.  reprlib shortens containers and strings; the cap bounds the rest.
@@ -54,34 +54,40 @@ def validate_logits(logits: object) -> tuple[torch.Tensor, bool]:
     """Return ``(logits_2d, was_1d)`` with a unit-stride last dimension."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits: expected a torch.Tensor, got {_describe(logits)}")
-    if logits.dim() not in (1, 2):
+    ndim = logits.ndim
+    if ndim != 2 and ndim != 1:
         raise ValueError(f"logits: expected a 1-D [V] or 2-D [B, V] tensor, got shape {tuple(logits.shape)}")
     if logits.dtype not in LOGIT_DTYPES:
         raise TypeError(f"logits: expected dtype float32, float16 or bfloat16, got {logits.dtype}")
-    if logits.shape[-1] == 0:
+    logits_2d = logits if ndim == 2 else logits.unsqueeze(0)
+    vocab = logits_2d.shape[1]
+    if vocab == 0:
         raise ValueError(f"logits: expected a non-empty vocabulary (V >= 1), got shape {tuple(logits.shape)}")
-    was_1d = logits.dim() == 1
-    logits_2d = logits.unsqueeze(0) if was_1d else logits
-    if logits_2d.stride(-1) != 1 and logits_2d.shape[-1] > 1:
+    if vocab > 1 and logits_2d.stride(1) != 1:
         logits_2d = logits_2d.contiguous()
-    return logits_2d, was_1d
+    return logits_2d, ndim == 1
 
 
-def _validate_row_tensor(name: str, value: torch.Tensor, batch: int, device: torch.device) -> None:
-    if value.dim() != 1 or value.shape[0] != batch:
+def _validate_row_tensor(name: str, value: torch.Tensor, batch: int, logits_2d: torch.Tensor) -> None:
+    if value.ndim != 1 or value.shape[0] != batch:
         raise ValueError(f"{name}: expected a scalar or a tensor of shape [{batch}], got shape {tuple(value.shape)}")
-    if value.device != device:
-        raise ValueError(f"{name}: expected a tensor on {device} (the logits' device), got one on {value.device}")
+    # Cheap properties instead of comparing torch.device objects (about 1 us each on the hot path).
+    if (value.get_device(), value.is_cuda, value.is_meta) != (logits_2d.get_device(), logits_2d.is_cuda,
+                                                              logits_2d.is_meta):
+        raise ValueError(f"{name}: expected a tensor on {logits_2d.device} (the logits' device), got one on "
+                         f"{value.device}")
 
 
-def validate_row_float(name: str, value: object, batch: int, device: torch.device,
+def validate_row_float(name: str, value: object, batch: int, logits_2d: torch.Tensor,
                        upper: float | None = None) -> float | torch.Tensor:
     """Check a float parameter in ``[0, upper]`` (``upper=None``: no upper bound)."""
+    if type(value) is float and 0.0 <= value <= (math.inf if upper is None else upper):  # the hot path
+        return value
     bounds = f"[0, {upper}]" if upper is not None else ">= 0"
     if isinstance(value, torch.Tensor):
         if not value.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
-        _validate_row_tensor(name, value, batch, device)
+        _validate_row_tensor(name, value, batch, logits_2d)
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a float or a tensor of shape [{batch}], got {_describe(value)}")
@@ -94,13 +100,16 @@ def validate_row_float(name: str, value: object, batch: int, device: torch.devic
     return value
 
 
-def validate_row_int(name: str, value: object, batch: int, device: torch.device) -> int | torch.Tensor:
+def validate_row_int(name: str, value: object, batch: int, logits_2d: torch.Tensor) -> int | torch.Tensor:
     """Check a seed or offset: a Python int (any 64-bit pattern) or an integer tensor ``[B]``."""
+    if type(value) is int and 0 <= value <= INT64_MAX:  # the hot path: already a signed int64
+        return value
     if isinstance(value, torch.Tensor):
-        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        int64 = value.dtype == torch.int64
+        if not int64 and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
             raise TypeError(f"{name}: expected an integer tensor, got dtype {value.dtype}")
-        _validate_row_tensor(name, value, batch, device)
-        return value.to(torch.int64)
+        _validate_row_tensor(name, value, batch, logits_2d)
+        return value if int64 else value.to(torch.int64)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int or an integer tensor of shape [{batch}], got {_describe(value)}")
     value = int(value)
@@ -109,31 +118,32 @@ def validate_row_int(name: str, value: object, batch: int, device: torch.device)
     return (value - INT64_MIN) % UINT64_END + INT64_MIN  # the same 64 bits, as a signed int64
 
 
-def validate_backend(backend: object, device: torch.device) -> str:
-    """Resolve ``"auto"``; the launcher itself refuses CPU tensors without the interpreter."""
+def validate_backend(backend: object, logits: torch.Tensor) -> str:
+    """Resolve ``"auto"`` (Triton for CUDA logits); the launcher itself refuses CPU tensors without
+    the interpreter."""
+    if backend == "auto":
+        return "triton" if logits.is_cuda else "torch"
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {short_repr(backend)}")
-    if backend == "auto":
-        return "triton" if device.type == "cuda" else "torch"
     return backend
 
 
 def validate_params(logits_2d: torch.Tensor, p_base: object, temp: object, seed: object, offset: object,
                     generator: object) -> RowParams:
     """Validate the per-row parameters and draw a shared seed when ``seed`` is None."""
-    batch, device = logits_2d.shape[0], logits_2d.device
-    p_base = validate_row_float("p_base", p_base, batch, device, upper=1.0)
-    temp = validate_row_float("temp", temp, batch, device)
-    offset = validate_row_int("offset", offset, batch, device)
+    batch = logits_2d.shape[0]
+    p_base = validate_row_float("p_base", p_base, batch, logits_2d, upper=1.0)
+    temp = validate_row_float("temp", temp, batch, logits_2d)
+    offset = validate_row_int("offset", offset, batch, logits_2d)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator or None, got {_describe(generator)}")
     if seed is None:
         # One 64-bit seed drawn on the device: no host sync, and CUDA-graph safe with torch's generator.
-        seed = torch.randint(INT64_MIN, UINT64_END // 2 - 1, (1,), device=device, dtype=torch.int64,
+        seed = torch.randint(INT64_MIN, UINT64_END // 2 - 1, (1,), device=logits_2d.device, dtype=torch.int64,
                              generator=generator)
         seed_shared = True
     else:
-        seed = validate_row_int("seed", seed, batch, device)
+        seed = validate_row_int("seed", seed, batch, logits_2d)
         seed_shared = not isinstance(seed, torch.Tensor)
     return RowParams(p_base, temp, seed, offset, seed_shared)
 

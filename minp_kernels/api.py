@@ -97,7 +97,7 @@ def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | tor
     (torch.Size([1]), torch.int64, True)
     """
     logits_2d, was_1d = validate_logits(logits)
-    backend = validate_backend(backend, logits_2d.device)
+    backend = validate_backend(backend, logits_2d)
     params = validate_params(logits_2d, p_base, temp, seed, offset, generator)
     if strict:
         check_values_strict(logits_2d, params)

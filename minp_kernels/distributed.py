@@ -49,7 +49,7 @@ def sample(local_logits: torch.Tensor, p_base: RowValue, temp: RowValue, *, voca
         ``return_logprobs`` (NaN where the token is ``-1``).
     """
     logits_2d, was_1d = validate_logits(local_logits)
-    backend = validate_backend(backend, logits_2d.device)
+    backend = validate_backend(backend, logits_2d)
     if isinstance(vocab_start, bool) or not isinstance(vocab_start, numbers.Integral):
         raise TypeError(f"vocab_start: expected an int, got {type(vocab_start).__name__}")
     if vocab_start < 0:

@@ -183,23 +183,23 @@ def _row_constant_arguments(kinds, float_dummy, int_dummy):
     return args
 
 
-def _fill_row_values(args, params: RowParams):
+def _fill_row_values(args, params: RowParams, kinds):
     """Write the per-call per-row values into ``args``: a tensor's pointer and stride (0 broadcasts
     a 1-element tensor), or the scalar (``p_base`` as ``log_p_base``).  Unrolled: it runs per call."""
     p_base, temp, seed, offset = params.p_base, params.temp, params.seed, params.offset
-    if isinstance(p_base, torch.Tensor):
+    if kinds[0]:
         args["p_base_ptr"], args["p_base_stride"] = p_base, (p_base.stride(0) if p_base.shape[0] > 1 else 0)
     else:
         args["log_p_base"] = _log_p_base(p_base)
-    if isinstance(temp, torch.Tensor):
+    if kinds[1]:
         args["temp_ptr"], args["temp_stride"] = temp, (temp.stride(0) if temp.shape[0] > 1 else 0)
     else:
         args["temp"] = float(temp)
-    if isinstance(seed, torch.Tensor):
+    if kinds[2]:
         args["seed_ptr"], args["seed_stride"] = seed, (seed.stride(0) if seed.shape[0] > 1 else 0)
     else:
         args["seed"] = seed
-    if isinstance(offset, torch.Tensor):
+    if kinds[3]:
         args["offset_ptr"], args["offset_stride"] = offset, (offset.stride(0) if offset.shape[0] > 1 else 0)
     else:
         args["offset"] = offset
@@ -207,8 +207,9 @@ def _fill_row_values(args, params: RowParams):
 
 def row_arguments(params: RowParams, float_dummy, int_dummy):
     """Kernel arguments of the per-row parameters, shared by every kernel (see ``ROW_PARAMETERS``)."""
-    args = _row_constant_arguments(_argument_kinds(params), float_dummy, int_dummy)
-    _fill_row_values(args, params)
+    kinds = _argument_kinds(params)
+    args = _row_constant_arguments(kinds, float_dummy, int_dummy)
+    _fill_row_values(args, params, kinds)
     return args
 
 
@@ -229,21 +230,23 @@ def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, ret
     What depends only on the plan and the argument kinds is built once and cached in the plan; a
     call copies it and writes the tensors and per-row values.
     """
-    key = (_argument_kinds(params), bool(temperature_first), bool(return_logprobs))
+    kinds = _argument_kinds(params)
+    key = (kinds, temperature_first, return_logprobs)
     constant = plan.constant_arguments.get(key)
     if constant is None:
         records, tickets, row_maxima, int_dummy = plan.workspace
         constant = dict(
             vocab_size=logits_2d.shape[1], cols_per_program=plan.cols_per_program,
-            **_row_constant_arguments(key[0], records, int_dummy), logprobs_ptr=records, split_records_ptr=records,
+            **_row_constant_arguments(kinds, records, int_dummy), logprobs_ptr=records, split_records_ptr=records,
             split_columns_ptr=records.view(torch.int32), split_tickets_ptr=tickets, split_row_max_ptr=row_maxima,
-            TEMPERATURE_FIRST=key[1], RETURN_LOGPROBS=key[2], **plan.constexprs, **plan.options)
+            TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs), **plan.constexprs,
+            **plan.options)
         plan.constant_arguments[key] = constant
     args = dict(constant)
     args["logits_ptr"], args["logits_row_stride"], args["tokens_ptr"] = logits_2d, logits_2d.stride(0), tokens
     if return_logprobs:
         args["logprobs_ptr"] = logprobs
-    _fill_row_values(args, params)
+    _fill_row_values(args, params, kinds)
     return args
 
 
@@ -256,7 +259,7 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
     """
     batch, vocab = logits_2d.shape
     device = logits_2d.device
-    if not logits_2d.is_cuda:
+    if not (logits_2d.is_cuda or INTERPRETED):
         check_device(device)
     plan = launch_plan(device, batch, vocab, logits_2d.element_size(), num_splits, block, num_warps)
     tokens = torch.empty(batch, device=device, dtype=torch.int64)

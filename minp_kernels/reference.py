@@ -165,9 +165,9 @@ def sample_reference(logits_2d: torch.Tensor, params: RowParams, temperature_fir
 def _validated_kept_set(logits, p_base, temp, temperature_first) -> tuple[KeptSet, bool]:
     """Validate the public helpers' arguments, then :func:`_kept_set` (and whether the input was 1-D)."""
     logits_2d, was_1d = validate_logits(logits)
-    batch, device = logits_2d.shape[0], logits_2d.device
-    p_base = validate_row_float("p_base", p_base, batch, device, upper=1.0)
-    temp = validate_row_float("temp", temp, batch, device)
+    batch = logits_2d.shape[0]
+    p_base = validate_row_float("p_base", p_base, batch, logits_2d, upper=1.0)
+    temp = validate_row_float("temp", temp, batch, logits_2d)
     return _kept_set(logits_2d, RowParams(p_base, temp, 0, 0, True), temperature_first), was_1d
 
 

@@ -5,16 +5,18 @@ import itertools
 import pytest
 import torch
 
-from helpers import both_backends, lm_like_logits
+from helpers import both_backends, lm_like_logits, over_dtypes, over_orders
 
 P_BASES = [0.0, 0.05, 0.1, 0.5, 1.0]
 TEMPS = [0.0, 0.5, 1.0, 1.5, 3.0]
 GRID = list(itertools.product(P_BASES, TEMPS))  # 25 (p_base, temp) pairs, one per row
+SCALAR_SHAPES = [(1, 32003), (3, 1000), (3, 7), (1, 1)]
+LAUNCH_PLANS = [(3, 256), (5, 128), (1, 64)]  # (num_splits, block)
 
 
-@pytest.mark.parametrize("temperature_first", [False, True])
-@pytest.mark.parametrize("vocab", [1, 7, 1000, 32003])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@over_orders
+@pytest.mark.parametrize("vocab", [1, 7, 1000, 32003], ids=lambda vocab: f"V={vocab}")
+@over_dtypes
 def test_per_row_grid_identical(dtype, vocab, temperature_first, device):
     """B = 64 rows, each (p_base, temp) pair of the grid on several rows, per-row tensors."""
     batch = 64
@@ -28,8 +30,8 @@ def test_per_row_grid_identical(dtype, vocab, temperature_first, device):
     assert torch.allclose(lp, lp_ref, atol=1e-5, rtol=0, equal_nan=True)
 
 
-@pytest.mark.parametrize("temperature_first", [False, True])
-@pytest.mark.parametrize("batch,vocab", [(1, 32003), (3, 1000), (3, 7), (1, 1)])
+@over_orders
+@pytest.mark.parametrize("batch,vocab", SCALAR_SHAPES, ids=[f"B={batch}-V={vocab}" for batch, vocab in SCALAR_SHAPES])
 def test_scalar_params_identical(batch, vocab, temperature_first, device):
     """Scalar p_base / temp / seed (rows share the seed; the row index separates their streams)."""
     logits = lm_like_logits(batch, vocab, torch.float32, device, seed=batch + vocab)
@@ -38,7 +40,8 @@ def test_scalar_params_identical(batch, vocab, temperature_first, device):
         assert torch.equal(tok, tok_ref)
 
 
-@pytest.mark.parametrize("num_splits,block", [(3, 256), (5, 128), (1, 64)])
+@pytest.mark.parametrize("num_splits,block", LAUNCH_PLANS,
+                         ids=[f"splits={splits}-block={block}" for splits, block in LAUNCH_PLANS])
 def test_split_and_tile_paths_identical(num_splits, block, device):
     """Force row splitting (merge kernel) and many tiles per program (tile records and rescans)."""
     batch, vocab = 48, 3000

@@ -59,6 +59,7 @@ def cases():
         "temp inf": Case(base, 0.1, INF),  # uniform over the kept set
         "tiny temp": Case(base, 0.1, 1e-30),  # 1/temp = 1e30 is finite: still a draw
         "subnormal temp": Case(base, 0.1, 1e-40, rows=GREEDY),  # 1/temp overflows float32: greedy
+        "temp above float32 range": Case(base, 0.1, 1e39),  # float32 temp = inf: uniform over the kept set
         "tiny p_base": Case(base, 1e-38, 1.0),
         "zero vocab": Case(torch.empty(2, 0), 0.1, 1.0, raises=(ValueError, "non-empty vocabulary")),
         "3-D": Case(torch.randn(2, 2, 2), 0.1, 1.0, raises=(ValueError, "1-D")),

@@ -1,50 +1,83 @@
-"""Test set-up: run the real Triton kernels on CPU through the interpreter when there is no GPU."""
+"""Test set-up: run the real Triton kernels on CPU through the interpreter when there is no GPU.
 
+Only set-up and fixtures live here; shared names (``DEVICE``, ``HAS_CUDA``, ``requires_cuda``, logit
+generators) live in ``tests/helpers.py`` and tests import them from there.
+"""
+
+import dataclasses
 import os
 
 import pytest
 import torch
 
-HAS_CUDA = torch.cuda.is_available()
-if not HAS_CUDA:
+if not torch.cuda.is_available():
     # Must be set before minp_kernels is imported: triton.jit decides at decoration time.
     os.environ["TRITON_INTERPRET"] = "1"
 
 
 def _speed_up_interpreter():
-    """Patch each module's language only once instead of at every nested @triton.jit call.
+    """Remove work Triton's interpreter repeats or throws away; what the kernels compute is unchanged.
 
-    Triton's interpreter re-patches ``triton.language`` (an ``inspect.getmembers`` sweep) on every
-    device-function call, which is about half of its run time on our kernel.  The patch it applies is
-    the same each time, so doing it once per module changes nothing but the speed.
+    * It re-patches ``triton.language`` (an ``inspect.getmembers`` sweep) on every device-function
+      call, about half of its run time on our kernels.  The patch is the same each time, so it is
+      applied once per module here.
+    * It checks every signed 32-bit integer add / sub / mul for overflow by redoing the operation in
+      64 bits and comparing, then hands the result to ``device_assert``, which does nothing unless the
+      options say ``debug`` (they never do in the interpreter).  Turning the check off when ``debug`` is
+      off drops only that discarded work: about a fifth of the run time of our kernels (Philox is
+      integer arithmetic).
+    * It rebuilds a 19-entry dtype table on every ``_get_np_dtype`` call; the answers are cached.
+
+    Each patch is applied only where this Triton version has the names it relies on.
     """
     try:
         import triton.runtime.interpreter as interp
     except ImportError:
         return
-    if not hasattr(interp, "_patch_lang") or not hasattr(interp.InterpretedFunction, "rewrite"):
-        return
-    patched = set()
+    if hasattr(interp, "_patch_lang") and hasattr(interp.InterpretedFunction, "rewrite"):
+        patched = set()
 
-    def call(self, *args, **kwargs):
-        if id(self.fn.__globals__) not in patched:
-            patched.add(id(self.fn.__globals__))
-            interp._patch_lang(self.fn)
-        try:
-            return self.rewrite()(*args, **kwargs)
-        except Exception as e:
-            raise interp.InterpreterError(repr(e)) from e
+        def call(self, *args, **kwargs):
+            if id(self.fn.__globals__) not in patched:
+                patched.add(id(self.fn.__globals__))
+                interp._patch_lang(self.fn)
+            try:
+                return self.rewrite()(*args, **kwargs)
+            except Exception as e:
+                raise interp.InterpreterError(repr(e)) from e
 
-    interp.InterpretedFunction.__call__ = call
+        interp.InterpretedFunction.__call__ = call
+
+    builder = getattr(interp, "interpreter_builder", None)
+    options = getattr(builder, "options", None)
+    if dataclasses.is_dataclass(options) and getattr(options, "sanitize_overflow", False) and not options.debug:
+        builder.options = dataclasses.replace(options, sanitize_overflow=False)
+
+    np_dtype = getattr(interp, "_get_np_dtype", None)
+    if np_dtype is not None:
+        cache = {}
+
+        def cached_np_dtype(tt_dtype):
+            try:
+                return cache[tt_dtype]
+            except KeyError:
+                cache[tt_dtype] = np_dtype(tt_dtype)
+                return cache[tt_dtype]
+            except TypeError:  # an unhashable dtype: no caching
+                return np_dtype(tt_dtype)
+
+        interp._get_np_dtype = cached_np_dtype
 
 
-if not HAS_CUDA:
+if os.environ.get("TRITON_INTERPRET") == "1":
     _speed_up_interpreter()
 
-DEVICE = torch.device("cuda" if HAS_CUDA else "cpu")
-requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU (run benchmarks/gpu_check.sh)")
+# Imported after TRITON_INTERPRET is set (helpers imports minp_kernels).  ``DEVICE`` and
+# ``requires_cuda`` are re-exported only for test files that still import them from conftest.
+from helpers import DEVICE, HAS_CUDA, requires_cuda  # noqa: E402, F401
 
 
 @pytest.fixture
 def device():
+    """The device the tests run on: CUDA when there is a GPU, else CPU (Triton interpreted)."""
     return DEVICE

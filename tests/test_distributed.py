@@ -1,5 +1,5 @@
 """Vocab-parallel sampling equals sampling the concatenated logits: world sizes 1-4, uneven shards,
-gloo on CPU in spawned processes, both backends, both orders."""
+gloo on CPU in spawned processes, both backends, both orders, rows with invalid parameter values."""
 
 import os
 import socket
@@ -12,12 +12,15 @@ import torch.multiprocessing as mp
 import minp_kernels
 import minp_kernels.distributed as mkd
 
+from helpers import BACKENDS, lm_like_logits
+
 VOCAB, BATCH = 203, 12
+NAN = float("nan")
+INVALID_P_ROW, INVALID_TEMP_ROW = 7, 8
 
 
 def full_logits():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, VOCAB, generator=gen) * 3
+    x = lm_like_logits(BATCH, VOCAB, seed=0, peaked_every=0)
     for row in range(4):  # row r: its max far up, inside the shard boundaries of every world size
         x[row, [5, 60, 120, 190][row]] += 15
     x[4, :110] = float("-inf")  # no finite logit on the first ranks
@@ -29,7 +32,19 @@ def full_logits():
 def shard_bounds(world):
     cuts = [0] + sorted(torch.randperm(VOCAB - 1, generator=torch.Generator().manual_seed(world))[: world - 1]
                         .add(1).tolist()) + [VOCAB]
-    return list(zip(cuts[:-1], cuts[1:]))  # uneven shards
+    return list(zip(cuts[:-1], cuts[1:], strict=True))  # uneven shards
+
+
+def sampling_cases():
+    """name: (p_base, temp, seed) of each vocab-parallel draw (the parent redoes each one unsharded)."""
+    p_base = torch.linspace(0, 0.6, BATCH)
+    invalid_p_base, invalid_temp = p_base.clone(), torch.full((BATCH,), 1.3)
+    invalid_p_base[INVALID_P_ROW], invalid_temp[INVALID_TEMP_ROW] = NAN, -1.0
+    return {
+        "per-row seeds": (p_base, 1.3, torch.arange(BATCH) * 13),
+        "shared seed": (p_base, 1.3, 99),
+        "invalid rows": (invalid_p_base, invalid_temp, torch.arange(BATCH) * 13),
+    }
 
 
 def _worker(rank, world, port, queue):
@@ -39,15 +54,15 @@ def _worker(rank, world, port, queue):
         x = full_logits()
         start, end = shard_bounds(world)[rank]
         results = []
-        for backend in ("torch", "triton"):
-            for tf in (False, True):
-                for seed in (torch.arange(BATCH) * 13, 99):
-                    p_base = torch.linspace(0, 0.6, BATCH)
-                    tokens, lp = mkd.sample(x[:, start:end], p_base, 1.3, vocab_start=start, seed=seed, offset=4,
-                                            temperature_first=tf, return_logprobs=True, backend=backend)
-                    results.append((backend, tf, isinstance(seed, int), tokens.tolist(), lp.tolist()))
+        for backend in BACKENDS:
+            for temperature_first in (False, True):
+                for name, (p_base, temp, seed) in sampling_cases().items():
+                    tokens, lp = mkd.sample(x[:, start:end], p_base, temp, vocab_start=start, seed=seed, offset=4,
+                                            temperature_first=temperature_first, return_logprobs=True,
+                                            backend=backend)
+                    results.append((backend, temperature_first, name, tokens.tolist(), lp.tolist()))
                 greedy = mkd.sample(x[:, start:end], 0.1, 0.0, vocab_start=start, seed=1, backend=backend)
-                results.append((backend, tf, "greedy", greedy.tolist(), None))
+                results.append((backend, temperature_first, "greedy", greedy.tolist(), None))
         queue.put((rank, results))
     finally:
         dist.destroy_process_group()
@@ -60,7 +75,7 @@ def _free_port():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("world", [1, 2, 3, 4])
+@pytest.mark.parametrize("world", [1, 2, 3, 4], ids=lambda world: f"world={world}")
 def test_equals_unsharded(world):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -73,22 +88,26 @@ def test_equals_unsharded(world):
         p.join(timeout=60)
         assert p.exitcode == 0
     x = full_logits()
-    for index, (backend, tf, kind, tokens, lp) in enumerate(outputs[0]):
+    cases = sampling_cases()
+    for index, (backend, temperature_first, name, tokens, lp) in enumerate(outputs[0]):
         for rank in range(1, world):  # every rank agrees
             assert outputs[rank][index][3] == tokens
         tokens = torch.tensor(tokens)
         lp = torch.tensor(lp) if lp is not None else None
-        if kind == "greedy":
+        if name == "greedy":
             expected = minp_kernels.sample(x, 0.1, 0.0, seed=1, backend="torch")
             assert torch.equal(tokens, expected)
             continue
-        seed = 99 if kind else torch.arange(BATCH) * 13
-        expected, expected_lp = minp_kernels.sample(x, torch.linspace(0, 0.6, BATCH), 1.3, seed=seed, offset=4,
-                                                    temperature_first=tf, return_logprobs=True, backend="torch")
-        assert torch.equal(tokens, expected), (backend, tf, kind)
+        p_base, temp, seed = cases[name]
+        expected, expected_lp = minp_kernels.sample(x, p_base, temp, seed=seed, offset=4,
+                                                    temperature_first=temperature_first, return_logprobs=True,
+                                                    backend="torch")
+        assert torch.equal(tokens, expected), (backend, temperature_first, name)
         assert torch.allclose(lp, expected_lp, atol=1e-5, equal_nan=True)
         assert tokens[5] == -1 and tokens[4] >= 110
-
+        if name == "invalid rows":  # token -1 and log-prob NaN, as for a row with no finite logit
+            invalid = [INVALID_P_ROW, INVALID_TEMP_ROW]
+            assert (tokens[invalid] == -1).all() and torch.isnan(lp[invalid]).all(), (backend, temperature_first)
 
 
 def test_rejects_bad_vocab_start():

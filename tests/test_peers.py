@@ -4,12 +4,24 @@ the worked examples from the peers' own unit tests, on both backends."""
 import pytest
 import torch
 
-import minp_kernels
-from conftest import DEVICE
 from minp_kernels.reference import kept_mask
+
+from helpers import (
+    HF_FAMILIES,
+    HF_WORKED_EXAMPLES,
+    HF_WORKED_MIN_P,
+    lm_like_logits,
+    logit_family,
+    many_draws,
+    over_backends,
+    sample_many_rows,
+)
 
 transformers = pytest.importorskip("transformers")  # CI installs it (test extra)
 from transformers.generation.logits_process import MinPLogitsWarper, TemperatureLogitsWarper  # noqa: E402
+
+P_BASES = [0.0, 0.02, 0.05, 0.1, 0.3, 0.7, 1.0]
+TEMPS = [0.3, 0.7, 1.0, 1.5, 3.0]
 
 
 def hf_kept(logits, p_base, temp):
@@ -17,41 +29,33 @@ def hf_kept(logits, p_base, temp):
     return MinPLogitsWarper(p_base)(None, scores) > float("-inf")
 
 
-def adversarial_rows(vocab=512):
-    gen = torch.Generator().manual_seed(11)
-    rows = [
-        torch.randn(vocab, generator=gen) * 3,                            # LM-like
-        torch.randint(-2, 3, (vocab,), generator=gen).float(),            # many ties
-        torch.randn(vocab, generator=gen) * 40,                           # huge spread: one survivor
-        torch.randn(vocab, generator=gen) * 1e-4,                         # near-uniform: all survive
-        torch.where(torch.rand(vocab, generator=gen) < 0.5, float("-inf"), torch.randn(vocab, generator=gen)),
-        torch.full((vocab,), 7.0),                                        # all equal
-        torch.cat([torch.tensor([30.0, 29.0]), torch.randn(vocab - 2, generator=gen)]),  # two peaks
-    ]
-    return torch.stack(rows)
+def peer_test_logits():
+    """32 LM-like rows, then two rows of each adversarial family Hugging Face's softmax can represent."""
+    families = [logit_family(family, 2, 512, seed=11 + i) for i, family in enumerate(HF_FAMILIES)]
+    return torch.cat([lm_like_logits(32, 512, seed=5), *families])
 
 
-@pytest.mark.parametrize("p_base", [0.0, 0.02, 0.05, 0.1, 0.3, 0.7, 1.0])
-@pytest.mark.parametrize("temp", [0.3, 0.7, 1.0, 1.5, 3.0])
+LOGITS = peer_test_logits()
+
+
+@pytest.mark.parametrize("p_base", P_BASES, ids=lambda p_base: f"p_base={p_base}")
+@pytest.mark.parametrize("temp", TEMPS, ids=lambda temp: f"temp={temp}")
 def test_kept_set_equals_hf(p_base, temp):
-    logits = torch.cat([torch.randn(32, 512, generator=torch.Generator().manual_seed(5)) * 3, adversarial_rows()])
-    ours = kept_mask(logits, p_base, temp, temperature_first=True)
-    theirs = hf_kept(logits, p_base, temp) & torch.isfinite(logits)
+    """Our kept set is HF's, and the kernel's tokens lie in it (under the interpreter: 8 rows spread over
+    the families equal the torch backend's, whose tokens for every row lie in it; see sample_many_rows)."""
+    ours = kept_mask(LOGITS, p_base, temp, temperature_first=True)
+    theirs = hf_kept(LOGITS, p_base, temp) & torch.isfinite(LOGITS)
     assert torch.equal(ours, theirs)
-    tokens = minp_kernels.sample(logits.to(DEVICE), p_base, temp, seed=torch.arange(len(logits), device=DEVICE),
-                                 temperature_first=True, backend="triton").cpu()
-    assert theirs[torch.arange(len(logits)), tokens].all()
+    tokens = sample_many_rows(LOGITS, p_base, temp, seed=torch.arange(len(LOGITS)), temperature_first=True,
+                              backend="triton", rows_checked=8)
+    assert theirs[torch.arange(len(LOGITS)), tokens].all()
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
-@pytest.mark.parametrize("probs,kept", [
-    ([0.9, 0.0274, 0.047, 0.0274], {0, 2}),
-    ([0.15, 0.3, 0.3, 0.25], {0, 1, 2, 3}),
-    ([0.97, 0.01, 0.01, 0.01], {0}),
-])
+@over_backends
+@pytest.mark.parametrize("probs,kept", list(HF_WORKED_EXAMPLES.values()), ids=list(HF_WORKED_EXAMPLES))
 def test_worked_examples_sampled(backend, probs, kept):
     """min_p = 0.05 examples from the HF unit test: 500 draws land exactly on the kept set (the rarest
-    kept token has probability 0.05, so missing it has probability 0.95**500 < 1e-11)."""
-    logits = torch.tensor(probs).log().expand(500, -1).to(DEVICE)
-    tokens = minp_kernels.sample(logits, 0.05, 1.0, seed=torch.arange(500, device=DEVICE), backend=backend)
-    assert set(tokens.cpu().tolist()) == kept
+    kept token has probability 0.05, so missing it has probability 0.95**500 < 1e-11).  Under the
+    interpreter the kernel draws a subset that must equal the torch backend's draws (many_draws)."""
+    tokens = many_draws(torch.tensor(probs).log(), HF_WORKED_MIN_P, 1.0, backend=backend, draws=500)
+    assert set(tokens.tolist()) == set(kept)

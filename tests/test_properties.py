@@ -7,35 +7,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import minp_kernels
-from conftest import DEVICE
 from minp_kernels.reference import kept_mask, minp_probs
+
+from helpers import DTYPES, FAMILIES, logit_family, sample_on_device
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 P_BASES = [0.0, 0.02, 0.05, 0.1, 0.3, 0.5, 1.0]
-FAMILIES = ["gaussian", "peaked", "ties", "huge", "tiny", "sprinkled"]
-
-
-def make_logits(family, batch, vocab, seed, dtype):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, vocab, generator=gen) * 3
-    if family == "peaked":
-        x[:, torch.randint(0, vocab, (1,), generator=gen)] += 12
-    elif family == "ties":
-        x = torch.randint(-3, 3, (batch, vocab), generator=gen).float()
-    elif family == "huge":
-        x = x * 1e3 if dtype == torch.float16 else x * 1e30
-    elif family == "tiny":
-        x = x * 1e-6
-    elif family == "sprinkled":
-        mask = torch.rand(batch, vocab, generator=gen)
-        x = torch.where(mask < 0.2, float("-inf"), x)
-        x = torch.where(mask > 0.9, float("nan"), x)
-        x = torch.where((mask > 0.85) & (mask <= 0.86), float("inf"), x)
-        x[0] = float("-inf")  # one row with no finite logit
-    return x.to(dtype)
 
 
 cases = st.fixed_dictionaries(dict(
@@ -47,15 +25,14 @@ cases = st.fixed_dictionaries(dict(
 
 def run(case, logits, backend, temp=None):
     """minp_kernels.sample on the test device with the case's parameters (``temp`` overrides)."""
-    return minp_kernels.sample(logits.to(DEVICE), case["p_base"], case["temp"] if temp is None else temp,
-                               seed=case["seed"], offset=case["offset"], temperature_first=case["temperature_first"],
-                               backend=backend).cpu()
+    return sample_on_device(logits, case["p_base"], case["temp"] if temp is None else temp, seed=case["seed"],
+                            offset=case["offset"], temperature_first=case["temperature_first"], backend=backend)
 
 
 @SETTINGS
 @given(case=cases)
 def test_kept_set_membership_and_backend_identity(case):
-    logits = make_logits(case["family"], case["batch"], case["vocab"], case["data_seed"], case["dtype"])
+    logits = logit_family(case["family"], case["batch"], case["vocab"], case["data_seed"], case["dtype"])
     fused = run(case, logits, "triton")
     ref = run(case, logits, "torch")
     assert torch.equal(fused, ref)
@@ -75,20 +52,18 @@ def test_shift_invariance(case, shift):
     """Adding a constant to a row never changes the token.  Logits sit on a 1/8 grid and temperatures
     are powers of two, so the shift itself is exact in float32 (the property is about the sampler,
     not about rounding the shifted input)."""
-    logits = torch.round(make_logits("gaussian", case["batch"], case["vocab"], case["data_seed"], torch.float32) * 8) / 8
+    gaussian = logit_family("gaussian", case["batch"], case["vocab"], case["data_seed"])
+    logits = torch.round(gaussian * 8) / 8
     temp = [0.0, 0.5, 1.0, 2.0][case["data_seed"] % 4]
-    kw = dict(seed=case["seed"], offset=case["offset"], temperature_first=case["temperature_first"])
     for backend in ("torch", "triton"):
-        base = minp_kernels.sample(logits.to(DEVICE), case["p_base"], temp, backend=backend, **kw).cpu()
-        moved = minp_kernels.sample((logits + shift).to(DEVICE), case["p_base"], temp, backend=backend, **kw).cpu()
-        assert torch.equal(base, moved)
+        assert torch.equal(run(case, logits, backend, temp), run(case, logits + shift, backend, temp))
 
 
 @SETTINGS
 @given(case=cases, p_low=st.floats(0, 1), p_high=st.floats(0, 1))
 def test_kept_set_monotone_in_p_base(case, p_low, p_high):
     p_low, p_high = min(p_low, p_high), max(p_low, p_high)
-    logits = make_logits(case["family"], case["batch"], case["vocab"], case["data_seed"], case["dtype"])
+    logits = logit_family(case["family"], case["batch"], case["vocab"], case["data_seed"], case["dtype"])
     temp = max(case["temp"], 0.3)
     wide = kept_mask(logits, p_low, temp, temperature_first=case["temperature_first"])
     narrow = kept_mask(logits, p_high, temp, temperature_first=case["temperature_first"])
@@ -101,7 +76,7 @@ def test_kept_set_monotone_in_p_base(case, p_low, p_high):
 @SETTINGS
 @given(case=cases)
 def test_greedy_is_argmax(case):
-    logits = make_logits(case["family"], case["batch"], case["vocab"], case["data_seed"], case["dtype"])
+    logits = logit_family(case["family"], case["batch"], case["vocab"], case["data_seed"], case["dtype"])
     x = torch.where(torch.isnan(logits.float()), -math.inf, logits.float())
     expected = torch.where(x.amax(-1) == -math.inf, -1, x.argmax(-1))
     for backend in ("torch", "triton"):
@@ -111,7 +86,7 @@ def test_greedy_is_argmax(case):
 @SETTINGS
 @given(case=cases)
 def test_half_precision_equals_upcast(case):
-    logits = make_logits(case["family"], case["batch"], case["vocab"], case["data_seed"],
+    logits = logit_family(case["family"], case["batch"], case["vocab"], case["data_seed"],
                          [torch.float16, torch.bfloat16][case["data_seed"] % 2])
     for backend in ("torch", "triton"):
         assert torch.equal(run(case, logits, backend), run(case, logits.float(), backend))

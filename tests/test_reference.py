@@ -5,6 +5,10 @@ import torch
 
 from minp_kernels.reference import minp_probs
 
+from helpers import HF_WORKED_EXAMPLES, HF_WORKED_MIN_P, lm_like_logits, over_orders
+
+PARAMS = [(0.05, 1.0), (0.1, 0.7), (0.3, 2.0), (0.0, 1.5), (1.0, 1.0), (0.1, 0.0)]  # (p_base, temp)
+
 
 def float64_minp(logits, p_base, temp, temperature_first):
     """Textbook min-p in float64: probabilities, mask p < p_base * p_max, temperature, renormalise."""
@@ -18,10 +22,10 @@ def float64_minp(logits, p_base, temp, temperature_first):
     return out / out.sum(-1, keepdim=True)
 
 
-@pytest.mark.parametrize("temperature_first", [False, True])
-@pytest.mark.parametrize("p_base,temp", [(0.05, 1.0), (0.1, 0.7), (0.3, 2.0), (0.0, 1.5), (1.0, 1.0), (0.1, 0.0)])
+@over_orders
+@pytest.mark.parametrize("p_base,temp", PARAMS, ids=[f"p_base={p_base}-temp={temp}" for p_base, temp in PARAMS])
 def test_matches_float64(p_base, temp, temperature_first):
-    logits = torch.randn(32, 500, generator=torch.Generator().manual_seed(3)) * 3
+    logits = lm_like_logits(32, 500, seed=3)
     ours = minp_probs(logits, p_base, temp, temperature_first=temperature_first)
     expected = float64_minp(logits, p_base, temp, temperature_first)
     assert ours.dtype == torch.float32
@@ -29,19 +33,15 @@ def test_matches_float64(p_base, temp, temperature_first):
     assert torch.allclose(ours.double(), expected, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("probs,kept", [
-    ([0.9, 0.0274, 0.047, 0.0274], [0, 2]),  # 0.047 > 0.9 * 0.05 = 0.045
-    ([0.15, 0.3, 0.3, 0.25], [0, 1, 2, 3]),
-    ([0.97, 0.01, 0.01, 0.01], [0]),
-])
+@pytest.mark.parametrize("probs,kept", list(HF_WORKED_EXAMPLES.values()), ids=list(HF_WORKED_EXAMPLES))
 def test_hf_worked_examples(probs, kept):
-    out = minp_probs(torch.tensor(probs).log(), 0.05, 1.0)
+    out = minp_probs(torch.tensor(probs).log(), HF_WORKED_MIN_P, 1.0)
     assert torch.nonzero(out).flatten().tolist() == kept
     assert abs(out.sum().item() - 1) < 1e-6
 
 
 def test_per_row_tensors_and_shapes():
-    logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
+    logits = lm_like_logits(4, 10, seed=0)
     p_base, temp = torch.tensor([0.0, 0.1, 0.5, 1.0]), torch.tensor([1.0, 0.5, 2.0, 1.0])
     out = minp_probs(logits, p_base, temp)
     for row in range(4):

@@ -72,9 +72,8 @@ def _speed_up_interpreter():
 if os.environ.get("TRITON_INTERPRET") == "1":
     _speed_up_interpreter()
 
-# Imported after TRITON_INTERPRET is set (helpers imports minp_kernels).  ``DEVICE`` and
-# ``requires_cuda`` are re-exported only for test files that still import them from conftest.
-from helpers import DEVICE, HAS_CUDA, requires_cuda  # noqa: E402, F401
+# Imported after TRITON_INTERPRET is set (helpers imports minp_kernels).
+from helpers import DEVICE  # noqa: E402
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ import torch
 
 import minp_kernels
 
-from conftest import requires_cuda
-from helpers import both_backends, lm_like_logits
+from helpers import both_backends, lm_like_logits, requires_cuda
 
 pytestmark = requires_cuda
 

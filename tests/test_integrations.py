@@ -18,7 +18,7 @@ from benchmarks.baselines import vllm_style
 from minp_kernels.integrations.serving import min_p_sample
 from minp_kernels.reference import kept_mask, minp_probs
 
-from conftest import DEVICE
+from helpers import DEVICE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

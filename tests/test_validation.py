@@ -5,7 +5,7 @@ import torch
 
 import minp_kernels
 
-from conftest import DEVICE
+from helpers import DEVICE
 
 X = torch.randn(3, 10, device=DEVICE)
 P = pytest.param

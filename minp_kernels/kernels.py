@@ -69,13 +69,15 @@ def _row_constants(row, p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_st
         invalid = invalid | (p_base != p_base) | (p_base < 0) | (p_base > 1)
         log_p = tl.log(p_base.to(tl.float64)).to(tl.float32)
     else:
-        log_p = log_p_base
+        log_p = tl.cast(log_p_base, tl.float32)
     if TEMP_FROM_PTR:
         temp_row = tl.load(temp_ptr + row * temp_stride)
         invalid = invalid | (temp_row != temp_row) | (temp_row < 0)
         temp_row = temp_row.to(tl.float32) + 0.0  # -0.0 becomes 0.0: greedy, as the reference
     else:
-        temp_row = temp + 0.0
+        # A Python float argument is fp32 on the GPU but fp64 in the interpreter when it is outside
+        # the normal fp32 range (1e-40, 1e39): round it to fp32 here, as the host does for the GPU.
+        temp_row = tl.cast(temp, tl.float32) + 0.0
     inv_temp = tl.math.div_rn(tl.full([], 1.0, tl.float32), temp_row)
     greedy = inv_temp == float("inf")
     if TEMPERATURE_FIRST:

@@ -33,9 +33,15 @@ def sanitize_logits(logits_2d: torch.Tensor) -> torch.Tensor:
 
 def row_tensor(value: float | int | torch.Tensor, batch: int, device: torch.device,
                dtype: torch.dtype) -> torch.Tensor:
-    """A scalar or ``[B]`` tensor parameter as a ``[B]`` tensor of ``dtype`` (``[1]`` broadcasts)."""
+    """A scalar or ``[B]`` tensor parameter as a ``[B]`` tensor of ``dtype`` (``[1]`` broadcasts).
+
+    A Python float is rounded to a float ``dtype`` as the kernel's launch rounds it (1e39 becomes
+    inf, 1e-40 a subnormal) instead of raising on overflow.
+    """
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype).expand(batch)
+    if isinstance(value, float) and dtype.is_floating_point:
+        return torch.full((batch,), value, device=device, dtype=torch.float64).to(dtype)
     return torch.full((batch,), value, device=device, dtype=dtype)
 
 

@@ -146,7 +146,7 @@ def test_serving_adapter_against_vllm_style_path():
                         torch.full((n,), temp, device=DEVICE), torch.arange(n, device=DEVICE),
                         torch.zeros(n, dtype=torch.int64, device=DEVICE)).cpu()
     torch.manual_seed(0)
-    theirs = vllm_style(row.expand(n, -1), None, True, p_base=min_p, temp=temp)
+    theirs = vllm_style(row.expand(n, -1), p_base=min_p, temp=temp)
     probs = torch.softmax(row / temp, -1)
     vllm_kept = probs >= min_p * probs.max()
     assert torch.equal(vllm_kept, kept_mask(row, min_p, temp, temperature_first=True))

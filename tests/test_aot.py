@@ -21,3 +21,22 @@ def test_compiles_for_sm80_sm90_without_spills():
     for row in rows:
         assert row[3] == row[4] == "0", row  # no stack frame, no local memory
         assert int(row[5]) > 0, row  # the logits are read with 16-byte loads
+
+
+@pytest.mark.slow
+def test_cost_model_reproduces_v2_before_predicting_v3():
+    """``python -m minp_kernels.aot --cost`` (no GPU): fitted on v2's measured fp32 result (33% of
+    copy), the model must give v2's measured bf16 result (18%) within 4 points, and it predicts v3
+    for every dtype and row family."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-m", "minp_kernels.aot", "--cost"], capture_output=True, text=True,
+                            env=env, timeout=900)
+    print(result.stdout)  # the model's table, kept in CI's log with -rA
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in result.stdout.splitlines()
+            if line.startswith("| float32 |") or line.startswith("| bfloat16 |")]
+    predicted = {(r[0], r[1], r[2], r[4]): float(r[8].rstrip("%")) for r in rows}
+    assert abs(predicted["bfloat16", "gaussian", "v2", "running"] - 18) <= 4
+    for dtype in ("float32", "bfloat16"):
+        for family in ("gaussian", "peaked", "flat", "adversarial"):
+            assert 0 < predicted[dtype, family, "v3", "shared"] <= 100

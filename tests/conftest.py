@@ -72,11 +72,11 @@ def _speed_up_interpreter():
 if os.environ.get("TRITON_INTERPRET") == "1":
     _speed_up_interpreter()
 
-if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    # pytest -n N: N worker processes share the cores, and torch's default of one intra-op thread per
-    # core oversubscribes them (its threads then wait on each other).  On a busy 2-core machine the
-    # 20,000-draw frequency tests took 13.3 s with 2 threads and 7.2 s with 1.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+# One intra-op torch thread per test process.  The tests' tensors are small, and with more threads than
+# free cores (pytest -n 2 on 2 cores, or any busy machine) torch's threads wait on each other at every
+# operation: on this project's shared 2-core machine a 20,000 x 64 draw of the torch backend took 4.8 s
+# of CPU with 2 threads and 0.09 s with 1.
+torch.set_num_threads(1)
 
 # Imported after TRITON_INTERPRET is set (helpers imports minp_kernels).
 from helpers import DEVICE  # noqa: E402

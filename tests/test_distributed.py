@@ -49,6 +49,7 @@ def sampling_cases():
 
 def _worker(rank, world, port, queue):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), TRITON_INTERPRET="1")
+    torch.set_num_threads(1)  # several ranks share the cores (see conftest)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         x = full_logits()

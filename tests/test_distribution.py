@@ -3,12 +3,13 @@
 Each test rejects at alpha = 1e-4; with 4 tests the family-wise false-alarm rate is <= 4e-4 (and the
 seeds are fixed, so a pass is reproducible).  Zero draws may fall outside the kept set.
 
-On a GPU the kernel draws all 20,000 rows.  Under Triton's CPU interpreter (about 40 ms per row) the
-kernel draws the first 128 of them, which must equal the torch backend's tokens bit for bit, and the
-torch backend draws the 20,000 (:func:`helpers.many_draws`): the backends return identical tokens for
-identical inputs (test_equivalence, test_properties), so the torch draws are the kernel's draws and the
-test keeps its full power.  There the two backends' tests see the same tokens, so the false-alarm rate
-of the four tests together is at most 2e-4.
+On a GPU the kernel draws all 20,000 rows.  Under Triton's CPU interpreter a row costs about 30 ms
+(the 20,000 rows took over 10 minutes per test), so there the kernel draws 64 of the rows, spread over
+the seeds, which must equal the torch backend's tokens bit for bit, and the torch backend draws all
+20,000 (:func:`helpers.many_draws`).  The backends return identical tokens for identical inputs
+(asserted over wide grids in test_equivalence and test_properties), so the torch draws stand for the
+kernel's and the test keeps its power: 20,000 draws, alpha = 1e-4.  On CPU the two backends' tests then
+see the same tokens, so the four tests together raise a false alarm with probability at most 2e-4.
 """
 
 import pytest

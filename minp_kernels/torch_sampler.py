@@ -219,22 +219,8 @@ def sample_torch(logits_2d: torch.Tensor, params: RowParams, temperature_first: 
                  return_logprobs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The sampler behind ``backend="torch"``: same noise, same tokens as the Triton kernel.
 
-    Parameters
-    ----------
-    logits_2d : torch.Tensor
-        ``[B, V]``, validated.
-    params : RowParams
-        Validated per-row parameters.
-    temperature_first : bool
-        Threshold on the tempered distribution (HF / vLLM order) instead of the untempered one.
-    return_logprobs : bool
-        Also return the log-probability of each token under the truncated, tempered distribution.
-
-    Returns
-    -------
-    tuple of torch.Tensor
-        int64 tokens ``[B]`` (``-1`` for rows with an empty kept set) and float32 log-probabilities
-        ``[B]`` (NaN on ``-1`` rows; ``None`` unless ``return_logprobs``).
+    Arguments and results as :func:`minp_kernels.reference.sample_reference` (the dense definition,
+    which this runs on devices other than the CPU); on the CPU only kept tokens get noise.
     """
     if logits_2d.device.type != "cpu":
         return sample_reference(logits_2d, params, temperature_first, return_logprobs)

@@ -21,7 +21,7 @@ models it and ``benchmarks/NOTES.md`` records predictions and measurements.
 Why a split row stays exact: a split's threshold comes from a lower bound of the row max, so its
 record is the best token of a superset of its kept set.  A record whose token is itself kept under
 the final threshold is the split's true best; the others are rescanned only if they could still
-win (:func:`_resolve`).
+win (:func:`_merge_records`).
 """
 
 import triton
@@ -276,7 +276,7 @@ def _scan_candidate_tiles(row_ptr, tile_max_rec, group_start, start, end, thr, z
 
 
 @triton.jit
-def _resolve(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_kept, row_max,
+def _merge_records(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_kept, row_max,
              row_ptr, seg_start, seg_len, col_end, delta, inv_temp, greedy, seed, offset, stream,
              RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
     """Exact row result from per-segment records taken under thresholds that were too low.
@@ -334,7 +334,7 @@ def _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta,
                   seed, offset, stream, tokens_ptr, logprobs_ptr, split_records_ptr, split_columns_ptr,
                   RETURN_LOGPROBS: tl.constexpr, MAX_SPLITS: tl.constexpr, TILE_ROWS: tl.constexpr,
                   GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
-    """Merge the split records of ``row`` with the same :func:`_resolve` as within a split.
+    """Merge the split records of ``row`` with :func:`_merge_records`.
 
     Bytes: ``24 * num_splits`` read, plus the columns of any split whose candidate fell under the
     row's threshold and could still win (read again, usually from L2).
@@ -350,7 +350,7 @@ def _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta,
     seg_col = tl.load(split_columns_ptr + (row * num_splits + ids) * SPLIT_RECORD_WORDS + SPLIT_COLUMN, mask=valid,
                       other=0, cache_modifier=".cg")
     row_max = tl.max(seg_max, axis=0)
-    best, best_col, best_logit, z, _ = _resolve(
+    best, best_col, best_logit, z, _ = _merge_records(
         seg_max, seg_score, seg_col, seg_logit, seg_z, seg_max, seg_min_kept, row_max, row_ptr, 0, cols_per_program,
         vocab_size, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
     _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
@@ -380,7 +380,7 @@ def minp_sample_kernel(
     reaches it, and inside them only the noise groups that do (from L1 / L2: they were just read).
     Unsplit rows are then exact.  With ``HAS_SPLITS`` each program writes a split record and bumps
     the row's ticket; the program that draws the last ticket merges the records with
-    :func:`_resolve` and resets the ticket and the published max for the next launch.
+    :func:`_merge_records` and resets the ticket and the published max for the next launch.
 
     Bytes: ``B * V * itemsize`` read once from memory, plus the candidate tiles' groups read again
     (usually from cache), plus 8 bytes per row written (12 with log-probabilities); with splits 24

@@ -277,8 +277,9 @@ def _scan_candidate_tiles(row_ptr, tile_max_rec, group_start, start, end, thr, z
 
 @triton.jit
 def _merge_records(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_kept, row_max,
-             row_ptr, seg_start, seg_len, col_end, delta, inv_temp, greedy, seed, offset, stream,
-             RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
+                   row_ptr, seg_start, seg_len, col_end, delta, inv_temp, greedy, seed, offset, stream,
+                   RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
+                   WIDTH: tl.constexpr):
     """Exact row result from per-segment records taken under thresholds that were too low.
 
     Segment ``k`` covers columns ``[seg_start + k*seg_len, ...)``.  Its record holds its max and its

@@ -21,6 +21,7 @@ tensors holding values in ``[0, 2**32)``; the 32 x 32-bit products are arranged 
 product overflows.
 """
 
+import numpy as np
 import torch
 
 # Philox-4x32 constants (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11).
@@ -85,6 +86,9 @@ def philox4x32(k0: TensorOrInt, k1: TensorOrInt, c0: TensorOrInt, c1: TensorOrIn
     tuple of torch.Tensor
         Four int64 tensors in ``[0, 2**32)`` of the broadcast shape.
     """
+    words = (k0, k1, c0, c1, c2, c3)
+    if all(not isinstance(w, torch.Tensor) or w.device.type == "cpu" for w in words):
+        return _philox4x32_numpy(*words)
     c0, c1, c2, c3 = (torch.as_tensor(c, dtype=torch.int64) for c in (c0, c1, c2, c3))
     # Operands broadcast inside each operation: a counter word shared by every row (the token
     # counter) or by every token (stream, offset) stays small until the rounds mix them.
@@ -93,6 +97,23 @@ def philox4x32(k0: TensorOrInt, k1: TensorOrInt, c0: TensorOrInt, c1: TensorOrIn
         hi_b, lo_b = _mulhilo(c2, _ROUND_B_SIGNED)
         c0, c1, c2, c3 = hi_b ^ c1 ^ key0, lo_b, hi_a ^ c3 ^ key1, lo_a
     return torch.broadcast_tensors(c0, c1, c2, c3)
+
+
+def _philox4x32_numpy(*words: TensorOrInt) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`philox4x32` on the CPU in numpy ``uint64``: a 32 x 32-bit product is exact there, so
+    a multiply-high is one multiply and a shift, and numpy's per-call cost is a fraction of torch's
+    (a draw of a few kept tokens makes ~200 calls on tiny arrays)."""
+    k0, k1, c0, c1, c2, c3 = (np.asarray(w.numpy() if isinstance(w, torch.Tensor) else w).astype(np.uint64)
+                              for w in words)
+    mask, shift = np.uint64(MASK32), np.uint64(32)
+    round_a, round_b, key_a, key_b = (np.uint64(v) for v in (ROUND_A, ROUND_B, KEY_A, KEY_B))
+    for _ in range(N_ROUNDS):
+        product_a, product_b = c0 * round_a, c2 * round_b
+        c0, c1, c2, c3 = (product_b >> shift) ^ c1 ^ k0, product_b & mask, (product_a >> shift) ^ c3 ^ k1, \
+            product_a & mask
+        k0, k1 = (k0 + key_a) & mask, (k1 + key_b) & mask
+    return tuple(torch.from_numpy(np.ascontiguousarray(w).astype(np.int64))
+                 for w in np.broadcast_arrays(c0, c1, c2, c3))
 
 
 def philox_words(seed: torch.Tensor, counter: TensorOrInt, stream: TensorOrInt,

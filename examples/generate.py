@@ -21,7 +21,7 @@ import torch
 
 from minp_kernels.integrations.hf import generate, tiny_llama
 
-TINY_VOCAB = 256
+TINY_VOCAB = 32000  # a real vocabulary size (Llama 2): the sampler works on rows as wide as a real model's
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

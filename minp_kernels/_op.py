@@ -11,6 +11,7 @@ import functools
 import torch
 
 from .params import RowParams
+from .reference import row_tensor
 from .torch_sampler import sample_torch
 
 
@@ -51,7 +52,7 @@ def as_tensor(value, device, dtype):
     """A scalar or tensor parameter as a 1-D tensor the op accepts (``[1]`` broadcasts over rows)."""
     if isinstance(value, torch.Tensor):
         return value
-    return torch.full((1,), value, device=device, dtype=dtype)
+    return row_tensor(value, 1, device, dtype)  # floats rounded as the eager launch rounds them
 
 
 def call_op(logits_2d, params: RowParams, temperature_first, return_logprobs, backend):

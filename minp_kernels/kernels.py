@@ -277,12 +277,12 @@ def _scan_candidate_tiles(row_ptr, tile_max_rec, group_start, start, end, thr, z
 
 @triton.jit
 def _merge_records(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_kept, row_max,
-                   row_ptr, seg_start, seg_len, col_end, delta, inv_temp, greedy, seed, offset, stream,
+                   row_ptr, seg_len, col_end, delta, inv_temp, greedy, seed, offset, stream,
                    RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
                    WIDTH: tl.constexpr):
     """Exact row result from per-segment records taken under thresholds that were too low.
 
-    Segment ``k`` covers columns ``[seg_start + k*seg_len, ...)``.  Its record holds its max and its
+    Segment ``k`` covers columns ``[k * seg_len, (k + 1) * seg_len)``.  Its record holds its max and its
     best token for a threshold ``<= thr = row_max + delta``.  If that token is itself kept under
     ``thr`` it is the segment's true best (best of a superset, inside the subset).  Only segments
     that hold kept tokens, whose candidate fell below ``thr`` and whose score could still win are
@@ -298,7 +298,7 @@ def _merge_records(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg
         rescan = rescan | (live & (seg_min_kept < thr))
     while tl.max(rescan.to(tl.int32), axis=0) > 0:
         k = tl.min(tl.where(rescan, ids, seg_max.shape[0]), axis=0)
-        lo = seg_start + k * seg_len
+        lo = k * seg_len
         score, col, logit, z, min_kept = _scan_known_threshold(
             row_ptr, lo, tl.minimum(lo + seg_len, col_end), thr, row_max, inv_temp, greedy, seed, offset, stream, 0,
             RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
@@ -315,8 +315,7 @@ def _merge_records(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg
     best_col = tl.min(tl.where(winner, seg_col, INT32_MAX), axis=0)
     best_logit = tl.max(tl.where(winner & (seg_col == best_col), seg_logit, float("-inf")), axis=0)
     z = tl.sum(tl.where(live, seg_z * tl.exp((seg_z_ref - row_max) * inv_temp), 0.0), axis=0)
-    min_kept = tl.min(tl.where(live, seg_min_kept, float("inf")), axis=0)
-    return best, best_col, best_logit, z, min_kept
+    return best, best_col, best_logit, z
 
 
 @triton.jit
@@ -351,8 +350,8 @@ def _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta,
     seg_col = tl.load(split_columns_ptr + (row * num_splits + ids) * SPLIT_RECORD_WORDS + SPLIT_COLUMN, mask=valid,
                       other=0, cache_modifier=".cg")
     row_max = tl.max(seg_max, axis=0)
-    best, best_col, best_logit, z, _ = _merge_records(
-        seg_max, seg_score, seg_col, seg_logit, seg_z, seg_max, seg_min_kept, row_max, row_ptr, 0, cols_per_program,
+    best, best_col, best_logit, z = _merge_records(
+        seg_max, seg_score, seg_col, seg_logit, seg_z, seg_max, seg_min_kept, row_max, row_ptr, cols_per_program,
         vocab_size, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
     _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                   RETURN_LOGPROBS)
@@ -361,7 +360,9 @@ def _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta,
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
-@triton.jit
+# Scalar seeds and offsets change every decode step: not specialised (offset 1 or 16 would otherwise
+# compile a new variant).
+@triton.jit(do_not_specialize=["seed", "offset"])
 def minp_sample_kernel(
     logits_ptr, logits_row_stride, vocab_size, cols_per_program,
     p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
@@ -445,7 +446,7 @@ def minp_sample_kernel(
                       RETURN_LOGPROBS)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed", "offset", "token_base"])
 def minp_shard_kernel(
     logits_ptr, logits_row_stride, vocab_size, token_base, row_max_ptr,
     p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
@@ -453,7 +454,7 @@ def minp_shard_kernel(
     shard_records_ptr, shard_columns_ptr,
     P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
-    RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
+    TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
 ):
     """Best kept token of a vocabulary shard when the global row max is known (vocab parallelism).
 
@@ -471,7 +472,7 @@ def minp_shard_kernel(
                                             SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
     best, col, logit, z, _ = _scan_known_threshold(
         logits_ptr + row * logits_row_stride, 0, vocab_size, row_max + delta, row_max, inv_temp, greedy, row_seed,
-        row_offset, stream, token_base, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
+        row_offset, stream, token_base, True, TILE_ROWS, GROUP_ROWS, WIDTH)  # the normaliser part always
     record = shard_records_ptr + row * SHARD_RECORD_WORDS
     tl.store(record + SHARD_SCORE, tl.where(invalid, float("-inf"), best))
     tl.store(record + SHARD_LOGIT, logit)

@@ -114,9 +114,22 @@ def _default_num_warps():
     return INTERPRETER_NUM_WARPS if INTERPRETED else NUM_WARPS
 
 
+def current_stream(logits):
+    """The current CUDA stream of the logits' device as an int (0 off CUDA): split workspaces are
+    per stream, so launches that may run at the same time never share a row's ticket."""
+    if not logits.is_cuda:
+        return 0
+    if _RAW_STREAM is not None:  # what Triton's own launcher reads: an int, no Stream object
+        return _RAW_STREAM(logits.get_device())
+    return torch.cuda.current_stream(logits.device).cuda_stream
+
+
+_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
 @functools.lru_cache(maxsize=4096)
-def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num_warps=None):
-    """The sample kernel's grid, constexprs and options for one (device, shape class); cached."""
+def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num_warps=None, stream=0):
+    """The sample kernel's grid, constexprs and options for one (device, stream, shape class); cached."""
     num_warps = num_warps or _default_num_warps()
     tile_rows, group_rows, width = _tile_shape(vocab, itemsize, block, num_warps)
     block = tile_rows * width
@@ -124,24 +137,28 @@ def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num
     constexprs = dict(HAS_SPLITS=splits > 1, MAX_TILES=_next_power_of_2(cols_per_program // block),
                       MAX_SPLITS=_next_power_of_2(splits), TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width)
     split_rows = batch if splits > 1 else 0
-    workspace = split_workspace(device, split_rows * splits, split_rows)
+    workspace = split_workspace(device, split_rows * splits, split_rows, stream)
     return LaunchPlan((batch, splits), cols_per_program, splits, constexprs, _compile_options(num_warps), workspace, {})
 
 
-# Split workspace per device: records [rows * splits * 6] float32, and per row an int32 ticket and
-# the largest published split max, kept at 0 and -inf between launches (the last split of a row
-# resets them); plus an int64 stand-in for pointer arguments a launch does not use.  Grown, never
-# shrunk: a grown-out buffer stays alive, since a cached plan or a captured CUDA graph may use it.
+# Split workspace per (device, stream): records [rows * splits * 6] float32, and per row an int32
+# ticket and the largest published split max, kept at 0 and -inf between launches (the last split of
+# a row resets them); plus an int64 stand-in for pointer arguments a launch does not use.  Per stream,
+# because two launches in flight at once must not share tickets; a launch on one stream runs after
+# the previous one.  Grown by powers of two, never shrunk: a grown-out buffer stays alive, since a
+# cached plan or a captured CUDA graph may use it.  Created during a CUDA-graph capture (the capture
+# stream's first launch), its initialisation is recorded into the graph and runs at every replay.
 _WORKSPACES = {}
 _RETIRED_WORKSPACES = []
 
 
-def split_workspace(device, records, rows):
+def split_workspace(device, records, rows, stream=0):
     """(records float32, tickets int32, row maxima float32, int64 stand-in) for ``records`` split
-    records and ``rows`` rows."""
+    records and ``rows`` rows, for launches on ``stream`` of ``device``."""
     words = SPLIT_RECORD_WORDS.value
-    workspace = _WORKSPACES.get(device)
+    workspace = _WORKSPACES.get((device, stream))
     if workspace is None or workspace[0].numel() < records * words or workspace[1].numel() < rows:
+        records, rows = _next_power_of_2(max(records, 1)), _next_power_of_2(max(rows, 1))
         if workspace is not None:
             _RETIRED_WORKSPACES.append(workspace)
             records, rows = max(records, workspace[0].numel() // words), max(rows, workspace[1].numel())
@@ -149,7 +166,7 @@ def split_workspace(device, records, rows):
                      torch.zeros(max(rows, 1), device=device, dtype=torch.int32),
                      torch.full((max(rows, 1),), float("-inf"), device=device, dtype=torch.float32),
                      torch.zeros(1, device=device, dtype=torch.int64))
-        _WORKSPACES[device] = workspace
+        _WORKSPACES[device, stream] = workspace
     return workspace
 
 
@@ -261,7 +278,8 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
     device = logits_2d.device
     if not (logits_2d.is_cuda or INTERPRETED):
         check_device(device)
-    plan = launch_plan(device, batch, vocab, logits_2d.element_size(), num_splits, block, num_warps)
+    plan = launch_plan(device, batch, vocab, logits_2d.element_size(), num_splits, block, num_warps,
+                       current_stream(logits_2d))
     tokens = torch.empty(batch, device=device, dtype=torch.int64)
     logprobs = torch.empty(batch, device=device, dtype=torch.float32) if return_logprobs else tokens
     kwargs = sample_kernel_arguments(logits_2d, params, temperature_first, return_logprobs, plan, tokens, logprobs)
@@ -279,8 +297,8 @@ def shard_kernel_arguments(logits_2d, row_max, params: RowParams, temperature_fi
         token_base=token_base, row_max_ptr=row_max,
         **row_arguments(params, records, split_workspace(logits_2d.device, 0, 0)[3]),
         shard_records_ptr=records, shard_columns_ptr=records.view(torch.int32),
-        TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=True, TILE_ROWS=tile_rows, GROUP_ROWS=group_rows,
-        WIDTH=width, **_compile_options(num_warps))
+        TEMPERATURE_FIRST=bool(temperature_first), TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width,
+        **_compile_options(num_warps))
 
 
 def shard_candidates_triton(logits_2d, row_max, params: RowParams, temperature_first, token_base, num_warps=None):

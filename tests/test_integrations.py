@@ -209,3 +209,14 @@ def test_readme_quickstart_runs_as_written():
     assert torch.allclose(logprobs, probs.gather(1, tokens[:, None]).squeeze(1).log(), atol=1e-4)
     assert namespace["token"].shape == () and 0 <= namespace["token"] < vocab  # 1-D logits: one 0-d token
     assert math.isclose(probs.sum(-1).max().item(), 1.0, rel_tol=1e-5)
+
+
+def test_torch_compile_rounds_out_of_range_scalars_like_eager():
+    """A scalar temp above the float32 range becomes inf (uniform over the kept set) in the custom
+    op's tensors exactly as in the eager launch, instead of overflowing."""
+    logits = torch.randn(4, 64, generator=torch.Generator().manual_seed(9)).to(DEVICE)
+
+    def step(x):
+        return minp_kernels.sample(x, 0.1, 1e39, seed=3)
+
+    assert torch.equal(torch.compile(step, fullgraph=True, backend="eager")(logits), step(logits))

@@ -61,7 +61,7 @@ def test_split_tickets_reset_and_results_repeat():
     logits = lm_like_logits(3, 4000, torch.bfloat16, DEVICE, seed=5)
     logits_2d, params = validated(logits, 0.05, 1.3, torch.arange(3, device=DEVICE), 2)
     first = launch.sample_triton(logits_2d, params, return_logprobs=True, num_splits=4, block=512)
-    _, tickets, row_maxima, _ = launch.split_workspace(logits_2d.device, 0, 0)
+    _, tickets, row_maxima, _ = launch.split_workspace(logits_2d.device, 0, 0, launch.current_stream(logits_2d))
     assert int(tickets.abs().sum()) == 0 and bool((row_maxima == float("-inf")).all())
     second = launch.sample_triton(logits_2d, params, return_logprobs=True, num_splits=4, block=512)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])

@@ -83,7 +83,6 @@ def validate_row_float(name: str, value: object, batch: int, logits_2d: torch.Te
     """Check a float parameter in ``[0, upper]`` (``upper=None``: no upper bound)."""
     if type(value) is float and 0.0 <= value <= (math.inf if upper is None else upper):  # the hot path
         return value
-    bounds = f"[0, {upper}]" if upper is not None else ">= 0"
     if isinstance(value, torch.Tensor):
         if not value.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
@@ -96,6 +95,7 @@ def validate_row_float(name: str, value: object, batch: int, logits_2d: torch.Te
     except OverflowError:  # an int beyond the float range: as large as a float gets, then the usual bounds
         value = math.inf if value > 0 else -math.inf
     if math.isnan(value) or value < 0 or (upper is not None and value > upper):
+        bounds = f"[0, {upper}]" if upper is not None else ">= 0"
         raise ValueError(f"{name}: expected a value {bounds}, got {value}")
     return value
 

@@ -12,7 +12,7 @@ import reprlib
 
 import torch
 
-from .params import RowParams
+from .params import RowParams, out_of_range
 
 LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BACKENDS = ("auto", "triton", "torch")
@@ -152,10 +152,7 @@ def check_values_strict(logits_2d: torch.Tensor, params: RowParams) -> None:
     """Value checks that need the host to read device memory (``strict=True``)."""
     for name, value, upper in (("p_base", params.p_base, 1.0), ("temp", params.temp, None)):
         if isinstance(value, torch.Tensor):
-            bad = torch.isnan(value) | (value < 0)
-            if upper is not None:
-                bad |= value > upper
-            rows = torch.nonzero(bad).flatten().tolist()
+            rows = torch.nonzero(out_of_range(value, upper)).flatten().tolist()
             if rows:
                 bounds = f"[0, {upper}]" if upper is not None else ">= 0"
                 raise ValueError(f"{name}: expected values {bounds}, got {short_repr(value[rows].tolist())} "

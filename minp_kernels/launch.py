@@ -43,12 +43,13 @@ def launch_kernel(kernel, grid, kwargs):
     kernel[grid](**kwargs)
 
 
-def check_device(device):
-    """The kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter only."""
-    if device.type != "cuda" and not INTERPRETED:
+def check_device(logits):
+    """The kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter only (two
+    cheap attribute reads: it runs on every launch)."""
+    if not (logits.is_cuda or INTERPRETED):
         raise ValueError(
             f"backend: 'triton' expected CUDA tensors or TRITON_INTERPRET=1 set before importing "
-            f"minp_kernels, got tensors on {device} without the interpreter"
+            f"minp_kernels, got tensors on {logits.device} without the interpreter"
         )
 
 
@@ -276,8 +277,7 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
     """
     batch, vocab = logits_2d.shape
     device = logits_2d.device
-    if not (logits_2d.is_cuda or INTERPRETED):
-        check_device(device)
+    check_device(logits_2d)
     plan = launch_plan(device, batch, vocab, logits_2d.element_size(), num_splits, block, num_warps,
                        current_stream(logits_2d))
     tokens = torch.empty(batch, device=device, dtype=torch.int64)
@@ -304,7 +304,7 @@ def shard_kernel_arguments(logits_2d, row_max, params: RowParams, temperature_fi
 def shard_candidates_triton(logits_2d, row_max, params: RowParams, temperature_first, token_base, num_warps=None):
     """Per-row (score, logit, normaliser part) float32 ``[B, 3]`` and local column ``[B]`` of a shard."""
     batch = logits_2d.shape[0]
-    check_device(logits_2d.device)
+    check_device(logits_2d)
     records = torch.empty((batch, SHARD_RECORD_WORDS.value), device=logits_2d.device, dtype=torch.float32)
     kwargs = shard_kernel_arguments(logits_2d, row_max.float().contiguous(), params, temperature_first, token_base,
                                     records, num_warps)

@@ -25,6 +25,13 @@ class RowParams:
     seed_shared: bool
 
 
+def out_of_range(value: torch.Tensor, upper: float | None) -> torch.Tensor:
+    """Boolean mask of the entries of a per-row float tensor that are NaN, negative or above
+    ``upper`` (``None``: no upper bound): the one rule for invalid ``p_base`` / ``temp`` values."""
+    bad = value.isnan() | (value < 0)
+    return bad | (value > upper) if upper is not None else bad
+
+
 def invalid_rows(params: RowParams, batch: int, device: torch.device) -> torch.Tensor:
     """Boolean ``[B]``: rows whose per-row ``p_base`` is NaN or outside ``[0, 1]`` or whose per-row
     ``temp`` is NaN or negative; they sample token -1 (scalars were checked by validation).
@@ -33,7 +40,7 @@ def invalid_rows(params: RowParams, batch: int, device: torch.device) -> torch.T
     """
     invalid = torch.zeros(batch, dtype=torch.bool, device=device)
     if isinstance(params.p_base, torch.Tensor):
-        invalid = invalid | params.p_base.isnan() | (params.p_base < 0) | (params.p_base > 1)
+        invalid = invalid | out_of_range(params.p_base, 1.0)
     if isinstance(params.temp, torch.Tensor):
-        invalid = invalid | params.temp.isnan() | (params.temp < 0)
+        invalid = invalid | out_of_range(params.temp, None)
     return invalid

@@ -10,6 +10,7 @@ correctness but says nothing about its speed.
 """
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -21,6 +22,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before minp_kernels imports the kernels
 
 import minp_kernels  # noqa: E402
+from minp_kernels.params import MAX_VOCAB  # noqa: E402
 from minp_kernels.reference import minp_probs  # noqa: E402
 
 # Sizes and repeats per device: a GPU gets a serving-sized batch; the CPU a small one, since the
@@ -52,17 +54,33 @@ def median_seconds(fn: Callable[[], torch.Tensor], repeats: int, warm_up: bool =
     return out, statistics.median(times)
 
 
+def _number(kind: type, low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse type: ``kind(text)`` within ``[low, high]``, else argparse's usage error (exit 2)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not low <= value <= high:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+    return parse
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m minp_kernels", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     gpu, cpu = GPU_DEFAULTS, CPU_DEFAULTS
-    parser.add_argument("--batch", type=int, default=None,
+    positive = _number(int, 1, math.inf, "an integer >= 1")
+    parser.add_argument("--batch", type=positive, default=None,
                         help=f"rows sampled per call (default: {gpu['batch']} on a GPU, {cpu['batch']} on the CPU)")
-    parser.add_argument("--vocab", type=int, default=None,
+    parser.add_argument("--vocab", type=_number(int, 1, MAX_VOCAB, f"an integer in [1, {MAX_VOCAB}]"), default=None,
                         help=f"vocabulary size V (default: {gpu['vocab']} on a GPU, {cpu['vocab']} on the CPU)")
-    parser.add_argument("--p-base", type=float, default=0.1, help="min-p base in [0, 1] (default: %(default)s)")
-    parser.add_argument("--temp", type=float, default=1.0, help="temperature >= 0 (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=None,
+    parser.add_argument("--p-base", type=_number(float, 0.0, 1.0, "a number in [0, 1]"), default=0.1,
+                        help="min-p base in [0, 1] (default: %(default)s)")
+    parser.add_argument("--temp", type=_number(float, 0.0, math.inf, "a number >= 0"), default=1.0,
+                        help="temperature >= 0 (default: %(default)s)")
+    parser.add_argument("--repeats", type=positive, default=None,
                         help=f"timed calls per backend after one warm-up call; the median is printed (default: "
                              f"{gpu['repeats']} on a GPU, {cpu['repeats']} on the CPU, where the interpreted "
                              "kernel runs once)")
@@ -74,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     defaults = GPU_DEFAULTS if cuda else CPU_DEFAULTS
-    batch, vocab = args.batch or defaults["batch"], args.vocab or defaults["vocab"]
-    repeats = args.repeats or defaults["repeats"]
+    batch = defaults["batch"] if args.batch is None else args.batch
+    vocab = defaults["vocab"] if args.vocab is None else args.vocab
+    repeats = defaults["repeats"] if args.repeats is None else args.repeats
     logits = lm_like_logits(batch, vocab, device)
     seed = torch.arange(batch, device=device)
     print(f"minp_kernels {minp_kernels.__version__}: B={batch} V={vocab} p_base={args.p_base} temp={args.temp} "

@@ -10,9 +10,10 @@ import math
 import numbers
 import reprlib
 
+import numpy as np
 import torch
 
-from .params import RowParams, out_of_range
+from .params import MAX_VOCAB, RowParams, out_of_range
 
 LOGIT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BACKENDS = ("auto", "triton", "torch")
@@ -63,19 +64,36 @@ def validate_logits(logits: object) -> tuple[torch.Tensor, bool]:
     vocab = logits_2d.shape[1]
     if vocab == 0:
         raise ValueError(f"logits: expected a non-empty vocabulary (V >= 1), got shape {tuple(logits.shape)}")
+    if vocab > MAX_VOCAB:  # before any copy: a stride-0 view of that size costs nothing until then
+        raise ValueError(f"logits: expected a vocabulary of at most {MAX_VOCAB} tokens (32-bit token arithmetic), "
+                         f"got V = {vocab}")
     if vocab > 1 and logits_2d.stride(1) != 1:
         logits_2d = logits_2d.contiguous()
     return logits_2d, ndim == 1
 
 
-def _validate_row_tensor(name: str, value: torch.Tensor, batch: int, logits_2d: torch.Tensor) -> None:
-    if value.ndim != 1 or value.shape[0] != batch:
-        raise ValueError(f"{name}: expected a scalar or a tensor of shape [{batch}], got shape {tuple(value.shape)}")
+def validate_flag(name: str, value: object) -> bool:
+    """A yes / no argument: a bool (NumPy's too), not a truthy string or number such as ``"False"``."""
+    if type(value) is bool:  # the hot path
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{name}: expected a bool, got {_describe(value)}")
+
+
+def _validate_row_tensor(name: str, value: torch.Tensor, batch: int, logits_2d: torch.Tensor) -> torch.Tensor:
+    """A per-row tensor ``[B]``, or a 0-d tensor as ``[1]`` (one value for every row, read on the device)."""
+    if value.ndim == 0:
+        value = value.reshape(1)
+    elif value.ndim != 1 or value.shape[0] != batch:
+        raise ValueError(f"{name}: expected a scalar, a 0-d tensor or a tensor of shape [{batch}], got shape "
+                         f"{tuple(value.shape)}")
     # Cheap properties instead of comparing torch.device objects (about 1 us each on the hot path).
     if (value.get_device(), value.is_cuda, value.is_meta) != (logits_2d.get_device(), logits_2d.is_cuda,
                                                               logits_2d.is_meta):
         raise ValueError(f"{name}: expected a tensor on {logits_2d.device} (the logits' device), got one on "
                          f"{value.device}")
+    return value
 
 
 def validate_row_float(name: str, value: object, batch: int, logits_2d: torch.Tensor,
@@ -86,8 +104,7 @@ def validate_row_float(name: str, value: object, batch: int, logits_2d: torch.Te
     if isinstance(value, torch.Tensor):
         if not value.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
-        _validate_row_tensor(name, value, batch, logits_2d)
-        return value
+        return _validate_row_tensor(name, value, batch, logits_2d)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a float or a tensor of shape [{batch}], got {_describe(value)}")
     try:
@@ -108,7 +125,7 @@ def validate_row_int(name: str, value: object, batch: int, logits_2d: torch.Tens
         int64 = value.dtype == torch.int64
         if not int64 and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
             raise TypeError(f"{name}: expected an integer tensor, got dtype {value.dtype}")
-        _validate_row_tensor(name, value, batch, logits_2d)
+        value = _validate_row_tensor(name, value, batch, logits_2d)
         return value if int64 else value.to(torch.int64)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int or an integer tensor of shape [{batch}], got {_describe(value)}")
@@ -137,14 +154,18 @@ def validate_params(logits_2d: torch.Tensor, p_base: object, temp: object, seed:
     offset = validate_row_int("offset", offset, batch, logits_2d)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator or None, got {_describe(generator)}")
+    if generator is not None and seed is not None:
+        raise ValueError(f"generator: expected None when seed is given (the generator only draws a missing seed), "
+                         f"got a generator and seed={_describe(seed)}")
     if seed is None:
         # One 64-bit seed drawn on the device: no host sync, and CUDA-graph safe with torch's generator.
         seed = torch.randint(INT64_MIN, UINT64_END // 2 - 1, (1,), device=logits_2d.device, dtype=torch.int64,
                              generator=generator)
         seed_shared = True
     else:
+        # A scalar seed, a Python int or a 0-d tensor, is shared by the rows (the row index then keys the stream).
+        seed_shared = not isinstance(seed, torch.Tensor) or seed.ndim == 0
         seed = validate_row_int("seed", seed, batch, logits_2d)
-        seed_shared = not isinstance(seed, torch.Tensor)
     return RowParams(p_base, temp, seed, offset, seed_shared)
 
 

@@ -5,7 +5,7 @@ from typing import Literal, overload
 import torch
 
 from ._op import call_op, run_backend
-from ._validation import check_values_strict, validate_backend, validate_logits, validate_params
+from ._validation import check_values_strict, validate_backend, validate_flag, validate_logits, validate_params
 
 Backend = Literal["auto", "triton", "torch"]
 
@@ -43,18 +43,21 @@ def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | tor
         ``[B, V]`` (a batch of rows) or ``[V]`` (one row: the results are then 0-d), float32 /
         float16 / bfloat16, CPU or CUDA, any row stride.
     p_base : float or torch.Tensor
-        Min-p base in ``[0, 1]``, a scalar or a float tensor ``[B]`` on the logits' device.
+        Min-p base in ``[0, 1]``: a scalar, or a float tensor ``[B]`` (or 0-d, one value for all rows)
+        on the logits' device.
         ``0`` samples from all finite logits; ``1`` keeps only the tokens equal to the max.
     temp : float or torch.Tensor
-        Temperature ``>= 0``, scalar or ``[B]``; ``0`` is greedy (lowest index among ties), ``inf``
+        Temperature ``>= 0``, scalar, ``[B]`` or 0-d; ``0`` is greedy (lowest index among ties), ``inf``
         uniform over the kept set.
     seed, offset : int or torch.Tensor, optional
-        Philox key and counter (e.g. request seed and decode step), Python ints or int64 tensors
-        ``[B]``.  A row with its own seed draws the same token whatever batch it sits in.  With
-        ``seed=None`` one seed is drawn on the device from ``generator`` (no host sync) and the
-        row index keeps rows independent.
+        Philox key and counter (e.g. request seed and decode step), Python ints, 0-d or ``[B]``
+        integer tensors (always 64-bit).  A row with its own seed (a ``[B]`` tensor) draws the same
+        token whatever batch it sits in; a scalar seed (int or 0-d tensor) is shared and the row
+        index keeps rows independent, as with ``seed=None``, where one seed is drawn on the device
+        from ``generator`` (no host sync).
     generator : torch.Generator, optional
-        Source of the seed when ``seed`` is None (default: torch's generator of that device).
+        Source of the seed when ``seed`` is None (default: torch's generator of that device);
+        passing both is a ``ValueError``.
     temperature_first : bool
         Threshold on the tempered distribution, ``logit >= max + temp * ln(p_base)``
         (Hugging Face / vLLM / SGLang order), instead of the paper's untempered one.
@@ -76,10 +79,11 @@ def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | tor
     Raises
     ------
     TypeError
-        A wrong kind of argument or dtype.
+        A wrong kind of argument or dtype, a flag that is not a bool.
     ValueError
-        A wrong shape or device, a scalar ``p_base`` outside ``[0, 1]``, a scalar ``temp`` below 0 or
-        NaN; with ``strict=True`` also bad tensor values (see Notes).
+        A wrong shape or device, a vocabulary above ``params.MAX_VOCAB``, a scalar ``p_base``
+        outside ``[0, 1]``, a scalar ``temp`` below 0 or NaN, ``seed`` together with ``generator``;
+        with ``strict=True`` also bad tensor values (see Notes).
 
     Notes
     -----
@@ -98,6 +102,9 @@ def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | tor
     """
     logits_2d, was_1d = validate_logits(logits)
     backend = validate_backend(backend, logits_2d)
+    temperature_first = validate_flag("temperature_first", temperature_first)
+    return_logprobs = validate_flag("return_logprobs", return_logprobs)
+    strict = validate_flag("strict", strict)
     params = validate_params(logits_2d, p_base, temp, seed, offset, generator)
     if strict:
         check_values_strict(logits_2d, params)

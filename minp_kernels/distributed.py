@@ -17,8 +17,8 @@ import numbers
 import torch
 import torch.distributed as dist
 
-from ._validation import validate_backend, validate_logits, validate_params
-from .params import RowInt, RowValue, invalid_rows
+from ._validation import validate_backend, validate_flag, validate_logits, validate_params
+from .params import MAX_VOCAB, RowInt, RowValue, invalid_rows
 from .reference import row_constants, row_tensor, sanitize_logits
 from .torch_sampler import shard_candidates_torch
 
@@ -52,8 +52,11 @@ def sample(local_logits: torch.Tensor, p_base: RowValue, temp: RowValue, *, voca
     backend = validate_backend(backend, logits_2d)
     if isinstance(vocab_start, bool) or not isinstance(vocab_start, numbers.Integral):
         raise TypeError(f"vocab_start: expected an int, got {type(vocab_start).__name__}")
-    if vocab_start < 0:
-        raise ValueError(f"vocab_start: expected an int >= 0, got {vocab_start}")
+    if vocab_start < 0 or vocab_start + logits_2d.shape[1] > MAX_VOCAB:
+        raise ValueError(f"vocab_start: expected an int >= 0 with vocab_start + V_local <= {MAX_VOCAB} (32-bit "
+                         f"token ids), got {vocab_start} with V_local = {logits_2d.shape[1]}")
+    temperature_first = validate_flag("temperature_first", temperature_first)
+    return_logprobs = validate_flag("return_logprobs", return_logprobs)
     params = validate_params(logits_2d, p_base, temp, seed, offset, None)
     if seed is None:
         dist.broadcast(params.seed, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)

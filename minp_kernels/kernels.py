@@ -2,7 +2,9 @@
 
 The math (``reference.py`` holds the readable definition, ``philox.py`` the noise stream layout):
 keep ``x_i >= m + delta`` (``m`` the row max, ``delta = ln p_base`` or ``T ln p_base``) and return
-``argmax over kept i of max(x_i * (1/T) + G_i, -FLT_MAX)``, lowest column on ties.
+``argmax over kept i of max(max(x_i - m, -FLT_MAX) * (1/T) + G_i, -FLT_MAX)``, lowest column on ties.
+The score is taken relative to the row max so that the noise survives rows whose logits are huge or
+``+inf`` (``FLT_MAX * (1/T) + G`` is ``FLT_MAX`` whatever ``G`` is).
 
 Kernels:
 
@@ -18,10 +20,12 @@ only the tile maxima, then computes noise (Philox and two logarithms per token) 
 reading those again from cache: on LM-like rows a few percent of the tokens.  ``minp_kernels.cost``
 models it and ``benchmarks/NOTES.md`` records predictions and measurements.
 
-Why a split row stays exact: a split's threshold comes from a lower bound of the row max, so its
-record is the best token of a superset of its kept set.  A record whose token is itself kept under
-the final threshold is the split's true best; the others are rescanned only if they could still
-win (:func:`_merge_records`).
+Why a split row stays exact: every split publishes its max, waits a bounded time for the row's other
+splits to publish theirs, and scores relative to the largest max published by then (its
+``reference``): the row max whenever the row's programs run side by side, as they do in one wave.
+A split whose reference fell short of the row max (a split that ran late, or the interpreter, which
+runs programs one at a time) is rescanned by the merge with the row max (:func:`_merge_records`),
+so a late split costs time, never a token.
 """
 
 import triton
@@ -35,13 +39,19 @@ U_SHIFT: tl.constexpr = tl.constexpr(UNIFORM_SHIFT)
 U_SCALE: tl.constexpr = tl.constexpr(UNIFORM_SCALE)
 U_BIAS: tl.constexpr = tl.constexpr(UNIFORM_BIAS)
 
-# Split record: float32 words written by each (row, split) program, the column as int32 bits.
+# Split workspace, one int32 buffer zeroed by the launcher for each launch (so nothing is shared
+# between launches, graphs or streams): per row a sync word (arrivals in the low 16 bits, finished
+# records above) and the largest published split max as an order-preserving uint32 key (0: none),
+# then the split records.  A record is 6 words, float32 but for the column (int32).
+SYNC_ARRIVED_MASK: tl.constexpr = tl.constexpr(0xFFFF)
+SYNC_FINISHED_SHIFT: tl.constexpr = tl.constexpr(16)
+SYNC_FINISHED_UNIT: tl.constexpr = tl.constexpr(1 << 16)
 SPLIT_RECORD_WORDS: tl.constexpr = tl.constexpr(6)
 SPLIT_ROW_MAX: tl.constexpr = tl.constexpr(0)
-SPLIT_SCORE: tl.constexpr = tl.constexpr(1)
-SPLIT_LOGIT: tl.constexpr = tl.constexpr(2)
-SPLIT_Z: tl.constexpr = tl.constexpr(3)
-SPLIT_MIN_KEPT: tl.constexpr = tl.constexpr(4)
+SPLIT_REFERENCE: tl.constexpr = tl.constexpr(1)
+SPLIT_SCORE: tl.constexpr = tl.constexpr(2)
+SPLIT_LOGIT: tl.constexpr = tl.constexpr(3)
+SPLIT_Z: tl.constexpr = tl.constexpr(4)
 SPLIT_COLUMN: tl.constexpr = tl.constexpr(5)
 # Shard record: float32 words per row of a vocabulary shard, the column as int32 bits.
 SHARD_RECORD_WORDS: tl.constexpr = tl.constexpr(4)
@@ -88,17 +98,24 @@ def _row_constants(row, p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_st
 
 
 @triton.jit
-def _row_rng(row, seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
+def _int64_of_words(low, high):
+    """The int64 whose 32-bit halves are the int32 scalars ``low`` and ``high``: scalar seeds and offsets
+    reach the kernel as two words so that their argument type never changes with their value."""
+    return (high.to(tl.int64) << 32) | (low.to(tl.int64) & 0xFFFFFFFF)
+
+
+@triton.jit
+def _row_rng(row, seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride, offset_lo, offset_hi,
              SEED_FROM_PTR: tl.constexpr, SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr):
     """(seed, offset, stream) of one row: the Philox key and the counter words besides the token."""
     if SEED_FROM_PTR:
         seed_row = tl.load(seed_ptr + row * seed_stride)
     else:
-        seed_row = seed + tl.zeros([], tl.int64)
+        seed_row = _int64_of_words(seed_lo, seed_hi)
     if OFFSET_FROM_PTR:
         offset_row = tl.load(offset_ptr + row * offset_stride)
     else:
-        offset_row = offset + tl.zeros([], tl.int64)
+        offset_row = _int64_of_words(offset_lo, offset_hi)
     if SEED_SHARED:
         stream = row.to(tl.uint32)
     else:
@@ -151,27 +168,33 @@ def _pick4(lane, w0, w1, w2, w3):
 
 @triton.jit
 def _token_words(groups, seed, stream, offset, WIDTH: tl.constexpr):
-    """Philox word of every token of a ``[ROWS, WIDTH]`` tile (stream layout: ``minp_kernels.philox``'s docstring)."""
+    """Philox word of every token of a ``[ROWS, WIDTH]`` tile (stream layout: ``minp_kernels.philox``'s docstring).
+
+    The counter words are uint32 whatever the integer type of ``groups``: ``tl.philox`` picks
+    Philox-4x64 for 64-bit counters, which would be another stream.
+    """
     off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
     off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
     lane = tl.arange(0, WIDTH)[None, :]
-    a0, a1, a2, a3 = tl.philox(seed, (groups * (WIDTH // 4))[:, None], stream, off_lo, off_hi)
+    a0, a1, a2, a3 = tl.philox(seed, (groups * (WIDTH // 4)).to(tl.uint32)[:, None], stream, off_lo, off_hi)
     if WIDTH == 4:
         word = _pick4(lane, a0, a1, a2, a3)
     else:
         tl.static_assert(WIDTH == 8, "WIDTH is 4 (32-bit logits) or 8 (16-bit logits)")
-        b0, b1, b2, b3 = tl.philox(seed, (groups * 2 + 1)[:, None], stream, off_lo, off_hi)
+        b0, b1, b2, b3 = tl.philox(seed, (groups * 2 + 1).to(tl.uint32)[:, None], stream, off_lo, off_hi)
         word = tl.where(lane < 4, _pick4(lane, a0, a1, a2, a3), _pick4(lane - 4, b0, b1, b2, b3))
     return word
 
 
 @triton.jit
-def _group_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed, offset, stream,
+def _group_candidate(x, cols, groups, thr, reference, inv_temp, greedy, seed, offset, stream,
                      RETURN_LOGPROBS: tl.constexpr):
     """Best kept token of one sanitised ``[GROUP_ROWS, WIDTH]`` group for threshold ``thr``.
 
-    Returns (score, column, sum of exp((x - z_ref) * inv_temp) over kept, min kept logit).  Two
-    block reductions (the max score, the lowest column holding it), four with log-probabilities.
+    The score is ``max(max(x - reference, -FLT_MAX) * inv_temp + G, -FLT_MAX)``: three roundings, as
+    the torch twins compute it.  Returns (score, column, sum of exp((x - reference) * inv_temp) over
+    kept).  Two block reductions (the max score, the lowest column holding it), three with
+    log-probabilities.
     """
     keep = (x >= thr) & (x > float("-inf"))
     if greedy:
@@ -179,29 +202,26 @@ def _group_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed, offset
     else:
         word = _token_words(groups, seed, stream, offset, x.shape[1])
         u = (word >> U_SHIFT).to(tl.float32) * U_SCALE + U_BIAS
-        score = tl.maximum(x * inv_temp - tl.log(-tl.log(u)), -FLT_MAX)
+        score = tl.maximum(tl.maximum(x - reference, -FLT_MAX) * inv_temp - tl.log(-tl.log(u)), -FLT_MAX)
     score = tl.where(keep, score, float("-inf"))
     best = _max2d(score)
     col = tl.min(tl.min(tl.where(score == best, cols, INT32_MAX), axis=1), axis=0)
     if RETURN_LOGPROBS:
-        z = tl.sum(tl.sum(tl.where(keep, tl.exp((x - z_ref) * inv_temp), 0.0), axis=1), axis=0)
-        min_kept = tl.min(tl.min(tl.where(keep, x, float("inf")), axis=1), axis=0)
+        z = tl.sum(tl.sum(tl.where(keep, tl.exp((x - reference) * inv_temp), 0.0), axis=1), axis=0)
     else:
         z = 0.0
-        min_kept = 0.0
-    return best, col, z, min_kept
+    return best, col, z
 
 
 @triton.jit
-def _combine(best, best_col, z, min_kept, score, col, z_part, min_part):
+def _combine(best, best_col, z, score, col, z_part):
     """Fold a later (higher-column) candidate into the running one: strictly larger score wins, so
     ties keep the lowest column."""
-    return (tl.maximum(best, score), tl.where(score > best, col, best_col), z + z_part,
-            tl.minimum(min_kept, min_part))
+    return tl.maximum(best, score), tl.where(score > best, col, best_col), z + z_part
 
 
 @triton.jit
-def _tile_candidate(row_ptr, group0, lo, hi, thr, z_ref, inv_temp, greedy, seed, offset, stream, token_base,
+def _tile_candidate(row_ptr, group0, lo, hi, thr, reference, inv_temp, greedy, seed, offset, stream, token_base,
                     RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
                     WIDTH: tl.constexpr):
     """Best kept token of the tile starting at group ``group0``, noise only in groups that need it.
@@ -209,52 +229,50 @@ def _tile_candidate(row_ptr, group0, lo, hi, thr, z_ref, inv_temp, greedy, seed,
     The tile's groups are reloaded (from L1: the pass has just read them) one at a time; a group
     whose max is under ``thr`` holds no kept token and is skipped behind a scalar branch.  Groups
     run in column order and a later group wins only with a strictly larger score, so ties keep the
-    lowest column.  Returns (score, column, normaliser part, min kept logit).
+    lowest column.  Returns (score, column, normaliser part).
     """
     best = tl.full([], float("-inf"), tl.float32)
     best_col = tl.full([], INT32_MAX, tl.int32)
     z = tl.zeros([], tl.float32)
-    min_kept = tl.full([], float("inf"), tl.float32)
     for group in range(group0, group0 + TILE_ROWS, GROUP_ROWS):
         cols, groups = _tile_columns(group, token_base, GROUP_ROWS, WIDTH)
         x = _sanitize(_load_raw(row_ptr, cols, lo, hi))
         if _max2d(x) >= thr:
-            score, col, z_group, min_group = _group_candidate(x, cols, groups, thr, z_ref, inv_temp, greedy, seed,
-                                                              offset, stream, RETURN_LOGPROBS)
-            best, best_col, z, min_kept = _combine(best, best_col, z, min_kept, score, col, z_group, min_group)
-    return best, best_col, z, min_kept
+            score, col, z_group = _group_candidate(x, cols, groups, thr, reference, inv_temp, greedy, seed, offset,
+                                                   stream, RETURN_LOGPROBS)
+            best, best_col, z = _combine(best, best_col, z, score, col, z_group)
+    return best, best_col, z
 
 
 @triton.jit
-def _scan_known_threshold(row_ptr, start, end, thr, z_ref, inv_temp, greedy, seed, offset, stream, token_base,
+def _scan_known_threshold(row_ptr, start, end, thr, reference, inv_temp, greedy, seed, offset, stream, token_base,
                           RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
                           WIDTH: tl.constexpr):
     """Best token of columns [start, end) at least ``thr``: every tile is read; noise only in the
     groups of tiles that reach ``thr``.
 
     Tiles are aligned on global ids (``token_base + column``) so that every Philox counter covers
-    four whole tokens; returns (score, column, logit, normaliser part, min kept logit).
+    four whole tokens; returns (score, column, logit, normaliser part).
     """
     best = tl.full([], float("-inf"), tl.float32)
     best_col = start + tl.zeros([], tl.int32)
     z = tl.zeros([], tl.float32)
-    min_kept = tl.full([], float("inf"), tl.float32)
     first = (start + token_base) // WIDTH
     for group0 in range(first, (end + token_base + WIDTH - 1) // WIDTH, TILE_ROWS):
         cols, _ = _tile_columns(group0, token_base, TILE_ROWS, WIDTH)
         if _tile_max(_load_raw(row_ptr, cols, start, end)) >= thr:
-            score, col, z_tile, min_tile = _tile_candidate(row_ptr, group0, start, end, thr, z_ref, inv_temp, greedy,
-                                                           seed, offset, stream, token_base, RETURN_LOGPROBS,
-                                                           TILE_ROWS, GROUP_ROWS, WIDTH)
-            best, best_col, z, min_kept = _combine(best, best_col, z, min_kept, score, col, z_tile, min_tile)
+            score, col, z_tile = _tile_candidate(row_ptr, group0, start, end, thr, reference, inv_temp, greedy, seed,
+                                                 offset, stream, token_base, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS,
+                                                 WIDTH)
+            best, best_col, z = _combine(best, best_col, z, score, col, z_tile)
     logit = tl.where(best > float("-inf"), _sanitize(_load_raw(row_ptr, best_col, start, end)), float("-inf"))
-    return best, best_col, logit, z, min_kept
+    return best, best_col, logit, z
 
 
 @triton.jit
-def _scan_candidate_tiles(row_ptr, tile_max_rec, group_start, start, end, thr, z_ref, inv_temp, greedy, seed, offset,
-                          stream, RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
-                          WIDTH: tl.constexpr):
+def _scan_candidate_tiles(row_ptr, tile_max_rec, group_start, start, end, thr, reference, inv_temp, greedy, seed,
+                          offset, stream, RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr,
+                          GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
     """:func:`_scan_known_threshold` over the tiles whose recorded max reaches ``thr`` only (the
     others hold no token at least ``thr``), in column order; tile ``t`` starts at group
     ``group_start + t * TILE_ROWS``."""
@@ -263,43 +281,76 @@ def _scan_candidate_tiles(row_ptr, tile_max_rec, group_start, start, end, thr, z
     best = tl.full([], float("-inf"), tl.float32)
     best_col = start + tl.zeros([], tl.int32)
     z = tl.zeros([], tl.float32)
-    min_kept = tl.full([], float("inf"), tl.float32)
     while tl.max(pending.to(tl.int32), axis=0) > 0:
         t = tl.min(tl.where(pending, tile_ids, tile_max_rec.shape[0]), axis=0)
-        score, col, z_tile, min_tile = _tile_candidate(row_ptr, group_start + t * TILE_ROWS, start, end, thr, z_ref,
-                                                       inv_temp, greedy, seed, offset, stream, 0, RETURN_LOGPROBS,
-                                                       TILE_ROWS, GROUP_ROWS, WIDTH)
-        best, best_col, z, min_kept = _combine(best, best_col, z, min_kept, score, col, z_tile, min_tile)
+        score, col, z_tile = _tile_candidate(row_ptr, group_start + t * TILE_ROWS, start, end, thr, reference,
+                                             inv_temp, greedy, seed, offset, stream, 0, RETURN_LOGPROBS, TILE_ROWS,
+                                             GROUP_ROWS, WIDTH)
+        best, best_col, z = _combine(best, best_col, z, score, col, z_tile)
         pending = pending & (tile_ids != t)
     logit = tl.where(best > float("-inf"), _sanitize(_load_raw(row_ptr, best_col, start, end)), float("-inf"))
-    return best, best_col, logit, z, min_kept
+    return best, best_col, logit, z
+
+
+# ---------------------------------------------------------------------------------------------
+# Split rows: the published row max and the merge
+# ---------------------------------------------------------------------------------------------
+@triton.jit
+def _order_key(x):
+    """uint32 key of a non-NaN float32 with the same order (the largest key is the largest float),
+    never 0: a zeroed workspace word means "nothing published"."""
+    bits = x.to(tl.int32, bitcast=True)
+    return tl.where(bits < 0, ~bits, bits | (-INT32_MAX - 1)).to(tl.uint32, bitcast=True)
 
 
 @triton.jit
-def _merge_records(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg_min_kept, row_max,
-                   row_ptr, seg_len, col_end, delta, inv_temp, greedy, seed, offset, stream,
-                   RETURN_LOGPROBS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
-                   WIDTH: tl.constexpr):
-    """Exact row result from per-segment records taken under thresholds that were too low.
+def _float_of_key(key):
+    """The float32 of an :func:`_order_key` key."""
+    bits = key.to(tl.int32, bitcast=True)
+    return tl.where(bits < 0, bits & INT32_MAX, ~bits).to(tl.float32, bitcast=True)
 
-    Segment ``k`` covers columns ``[k * seg_len, (k + 1) * seg_len)``.  Its record holds its max and its
-    best token for a threshold ``<= thr = row_max + delta``.  If that token is itself kept under
-    ``thr`` it is the segment's true best (best of a superset, inside the subset).  Only segments
-    that hold kept tokens, whose candidate fell below ``thr`` and whose score could still win are
-    rescanned (and, for log-probabilities, those whose normaliser counted now-dropped tokens).
+
+@triton.jit
+def _published_row_max(workspace_ptr, row, batch, num_splits, seg_max, SPIN_POLLS: tl.constexpr):
+    """Publish this split's max, wait until the row's ``num_splits`` splits have published theirs or
+    ``SPIN_POLLS`` polls have passed, and return the largest max published by then (a lower bound of
+    the row max, equal to it when every split arrived).
+
+    A bounded wait, not a barrier: the programs of a row are consecutive in the grid and run side by
+    side in one wave, but nothing guarantees it, so a program never waits for one that may not start.
+    """
+    key_ptr = (workspace_ptr + batch + row).to(tl.pointer_type(tl.uint32))
+    tl.atomic_max(key_ptr, _order_key(seg_max), sem="relaxed")
+    # Release: the max above is visible to whoever sees this arrival.
+    state = tl.atomic_add(workspace_ptr + row, 1, sem="acq_rel") + 1
+    polls = 0
+    while ((state & SYNC_ARRIVED_MASK) < num_splits) & (polls < SPIN_POLLS):
+        state = tl.atomic_add(workspace_ptr + row, 0, sem="acquire")
+        polls += 1
+    # At least this split's own key: never the zero of an empty word.
+    return _float_of_key(tl.atomic_max(key_ptr, tl.full([], 0, tl.uint32), sem="relaxed"))
+
+
+@triton.jit
+def _merge_records(seg_max, seg_reference, seg_score, seg_col, seg_logit, seg_z, row_max, row_ptr, seg_len, col_end,
+                   delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS: tl.constexpr,
+                   TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
+    """Exact row result from per-segment records.
+
+    Segment ``k`` covers columns ``[k * seg_len, (k + 1) * seg_len)``.  Its record holds its max, the
+    reference it scored against (a lower bound of the row max, see :func:`_published_row_max`) and
+    its best token for the threshold ``reference + delta``.  A record whose reference is the row max
+    is exact.  The others are rescanned with the row max when the segment holds kept tokens (a
+    lower reference rounds the scores differently and keeps a superset).
     """
     thr = row_max + delta
     ids = tl.arange(0, seg_max.shape[0])
     live = (seg_max >= thr) & (seg_max > float("-inf"))
-    exact = seg_logit >= thr
-    best_exact = tl.max(tl.where(live & exact, seg_score, float("-inf")), axis=0)
-    rescan = live & (~exact) & (seg_score >= best_exact)
-    if RETURN_LOGPROBS:
-        rescan = rescan | (live & (seg_min_kept < thr))
+    rescan = live & (seg_reference != row_max)
     while tl.max(rescan.to(tl.int32), axis=0) > 0:
         k = tl.min(tl.where(rescan, ids, seg_max.shape[0]), axis=0)
         lo = k * seg_len
-        score, col, logit, z, min_kept = _scan_known_threshold(
+        score, col, logit, z = _scan_known_threshold(
             row_ptr, lo, tl.minimum(lo + seg_len, col_end), thr, row_max, inv_temp, greedy, seed, offset, stream, 0,
             RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
         hit = ids == k
@@ -307,14 +358,12 @@ def _merge_records(seg_max, seg_score, seg_col, seg_logit, seg_z, seg_z_ref, seg
         seg_col = tl.where(hit, col, seg_col)
         seg_logit = tl.where(hit, logit, seg_logit)
         seg_z = tl.where(hit, z, seg_z)
-        seg_z_ref = tl.where(hit, row_max, seg_z_ref)
-        seg_min_kept = tl.where(hit, min_kept, seg_min_kept)
         rescan = rescan & (~hit)
     best = tl.max(tl.where(live, seg_score, float("-inf")), axis=0)
     winner = live & (seg_score == best)
     best_col = tl.min(tl.where(winner, seg_col, INT32_MAX), axis=0)
     best_logit = tl.max(tl.where(winner & (seg_col == best_col), seg_logit, float("-inf")), axis=0)
-    z = tl.sum(tl.where(live, seg_z * tl.exp((seg_z_ref - row_max) * inv_temp), 0.0), axis=0)
+    z = tl.sum(tl.where(live, seg_z, 0.0), axis=0)
     return best, best_col, best_logit, z
 
 
@@ -330,29 +379,29 @@ def _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, inval
 
 
 @triton.jit
-def _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta, inv_temp, greedy, invalid,
-                  seed, offset, stream, tokens_ptr, logprobs_ptr, split_records_ptr, split_columns_ptr,
-                  RETURN_LOGPROBS: tl.constexpr, MAX_SPLITS: tl.constexpr, TILE_ROWS: tl.constexpr,
-                  GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
+def _merge_splits(row, num_splits, records_ptr, row_ptr, cols_per_program, vocab_size, delta, inv_temp, greedy,
+                  invalid, seed, offset, stream, tokens_ptr, logprobs_ptr, RETURN_LOGPROBS: tl.constexpr,
+                  MAX_SPLITS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
+                  WIDTH: tl.constexpr):
     """Merge the split records of ``row`` with :func:`_merge_records`.
 
-    Bytes: ``24 * num_splits`` read, plus the columns of any split whose candidate fell under the
-    row's threshold and could still win (read again, usually from L2).
+    Bytes: ``24 * num_splits`` read, plus the columns of any split that scored against less than
+    the row max and holds kept tokens (read again, usually from L2).
     """
     ids = tl.arange(0, MAX_SPLITS)
     valid = ids < num_splits
-    record = split_records_ptr + (row * num_splits + ids) * SPLIT_RECORD_WORDS
-    seg_max = tl.load(record + SPLIT_ROW_MAX, mask=valid, other=float("-inf"), cache_modifier=".cg")
-    seg_score = tl.load(record + SPLIT_SCORE, mask=valid, other=float("-inf"), cache_modifier=".cg")
-    seg_logit = tl.load(record + SPLIT_LOGIT, mask=valid, other=float("-inf"), cache_modifier=".cg")
-    seg_z = tl.load(record + SPLIT_Z, mask=valid, other=0.0, cache_modifier=".cg")
-    seg_min_kept = tl.load(record + SPLIT_MIN_KEPT, mask=valid, other=float("inf"), cache_modifier=".cg")
-    seg_col = tl.load(split_columns_ptr + (row * num_splits + ids) * SPLIT_RECORD_WORDS + SPLIT_COLUMN, mask=valid,
-                      other=0, cache_modifier=".cg")
+    record = records_ptr + (row * num_splits + ids) * SPLIT_RECORD_WORDS
+    floats = record.to(tl.pointer_type(tl.float32))
+    seg_max = tl.load(floats + SPLIT_ROW_MAX, mask=valid, other=float("-inf"), cache_modifier=".cg")
+    seg_reference = tl.load(floats + SPLIT_REFERENCE, mask=valid, other=float("-inf"), cache_modifier=".cg")
+    seg_score = tl.load(floats + SPLIT_SCORE, mask=valid, other=float("-inf"), cache_modifier=".cg")
+    seg_logit = tl.load(floats + SPLIT_LOGIT, mask=valid, other=float("-inf"), cache_modifier=".cg")
+    seg_z = tl.load(floats + SPLIT_Z, mask=valid, other=0.0, cache_modifier=".cg")
+    seg_col = tl.load(record + SPLIT_COLUMN, mask=valid, other=0, cache_modifier=".cg")
     row_max = tl.max(seg_max, axis=0)
     best, best_col, best_logit, z = _merge_records(
-        seg_max, seg_score, seg_col, seg_logit, seg_z, seg_max, seg_min_kept, row_max, row_ptr, cols_per_program,
-        vocab_size, delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
+        seg_max, seg_reference, seg_score, seg_col, seg_logit, seg_z, row_max, row_ptr, cols_per_program, vocab_size,
+        delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
     _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                   RETURN_LOGPROBS)
 
@@ -361,43 +410,52 @@ def _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta,
 # Kernels
 # ---------------------------------------------------------------------------------------------
 # Scalar seeds and offsets change every decode step: not specialised (offset 1 or 16 would otherwise
-# compile a new variant).
-@triton.jit(do_not_specialize=["seed", "offset"])
+# compile a new variant); they arrive as int32 word pairs, so their type never changes either.
+_SCALAR_WORDS = ["seed_lo", "seed_hi", "offset_lo", "offset_hi"]
+
+
+@triton.jit(do_not_specialize=_SCALAR_WORDS)
 def minp_sample_kernel(
-    logits_ptr, logits_row_stride, vocab_size, cols_per_program,
+    logits_ptr, logits_row_stride, vocab_size, cols_per_program, num_splits,
     p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
-    seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
-    tokens_ptr, logprobs_ptr, split_records_ptr, split_columns_ptr, split_tickets_ptr, split_row_max_ptr,
+    seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride, offset_lo, offset_hi,
+    tokens_ptr, logprobs_ptr, split_workspace_ptr,
     P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
     RETURN_LOGPROBS: tl.constexpr, HAS_SPLITS: tl.constexpr, MAX_TILES: tl.constexpr, MAX_SPLITS: tl.constexpr,
-    TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
+    SPIN_POLLS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
 ):
-    """Min-p sample of row ``program_id(0)``, columns of split ``program_id(1)``.
+    """Min-p sample of split ``program_id(0) % num_splits`` of row ``program_id(0) // num_splits``.
 
     Phase 1 streams the columns once (next tile prefetched) and keeps only each tile's max in
-    registers.  The threshold then comes from the segment max, or, with splits, the largest max
-    any split of the row has published so far (an atomic max per row): a lower bound of the row
-    max, so the threshold is never above the final one.  Phase 2 revisits only the tiles whose max
-    reaches it, and inside them only the noise groups that do (from L1 / L2: they were just read).
-    Unsplit rows are then exact.  With ``HAS_SPLITS`` each program writes a split record and bumps
-    the row's ticket; the program that draws the last ticket merges the records with
-    :func:`_merge_records` and resets the ticket and the published max for the next launch.
+    registers.  The reference (the score's origin and the threshold's base) is then the segment max,
+    which is the row max when the row is not split; a split publishes its max and takes the largest
+    max published after a bounded wait (:func:`_published_row_max`).  Phase 2 revisits only the tiles
+    whose max reaches ``reference + delta``, and inside them only the noise groups that do (from L1 /
+    L2: they were just read).  With ``HAS_SPLITS`` each program writes a split record and counts
+    itself finished in the row's sync word; the program that finishes last merges the records with
+    :func:`_merge_records`.  The workspace is zeroed for each launch: nothing is reset here.
 
     Bytes: ``B * V * itemsize`` read once from memory, plus the candidate tiles' groups read again
-    (usually from cache), plus 8 bytes per row written (12 with log-probabilities); with splits 24
-    bytes per split record written and read back, and a rescanned split in rare rows.
+    (from cache, or from memory when the resident programs' segments outgrow L2), plus 8 bytes per
+    row written (12 with log-probabilities); with splits 8 bytes per row and 24 per split record
+    zeroed, written and read back, and a rescanned split in rows whose splits did not run together.
     """
-    row = tl.program_id(0).to(tl.int64)
-    split = tl.program_id(1)
+    pid = tl.program_id(0)
+    if HAS_SPLITS:
+        row = (pid // num_splits).to(tl.int64)
+        split = pid % num_splits
+    else:
+        row = pid.to(tl.int64)
+        split = 0
     row_ptr = logits_ptr + row * logits_row_stride
     col_start = split * cols_per_program
     col_end = tl.minimum(col_start + cols_per_program, vocab_size)
     inv_temp, delta, greedy, invalid = _row_constants(row, p_base_ptr, p_base_stride, log_p_base, temp_ptr,
                                                       temp_stride, temp, P_BASE_FROM_PTR, TEMP_FROM_PTR,
                                                       TEMPERATURE_FIRST)
-    row_seed, row_offset, stream = _row_rng(row, seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
-                                            SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+    row_seed, row_offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride,
+                                            offset_lo, offset_hi, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
     BLOCK: tl.constexpr = TILE_ROWS * WIDTH
 
     # Phase 1: one read, tile maxima only.
@@ -413,44 +471,45 @@ def minp_sample_kernel(
         x_next = _load_raw(row_ptr, cols_next, col_start, col_end)
         tile_max_rec = tl.where(tile_ids == t, _tile_max(x), tile_max_rec)
     seg_max = tl.max(tile_max_rec, axis=0)
-    known_max = seg_max
+    reference = seg_max
     if HAS_SPLITS:
-        known_max = tl.maximum(seg_max, tl.atomic_max(split_row_max_ptr + row, seg_max, sem="relaxed"))
+        batch = tl.num_programs(0) // num_splits
+        reference = _published_row_max(split_workspace_ptr, row, batch, num_splits, seg_max, SPIN_POLLS)
 
     # Phase 2: noise only where a token reaches the threshold.
-    best, best_col, best_logit, z, min_kept = _scan_candidate_tiles(
-        row_ptr, tile_max_rec, group_start, col_start, col_end, known_max + delta, seg_max, inv_temp, greedy, row_seed,
-        row_offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
+    best, best_col, best_logit, z = _scan_candidate_tiles(
+        row_ptr, tile_max_rec, group_start, col_start, col_end, reference + delta, reference, inv_temp, greedy,
+        row_seed, row_offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
     if HAS_SPLITS:
-        num_splits = tl.num_programs(1)
-        record = split_records_ptr + (row * num_splits + split) * SPLIT_RECORD_WORDS
-        tl.store(record + SPLIT_ROW_MAX, seg_max)
-        tl.store(record + SPLIT_SCORE, best)
-        tl.store(record + SPLIT_LOGIT, best_logit)
-        tl.store(record + SPLIT_Z, z)
-        tl.store(record + SPLIT_MIN_KEPT, min_kept)
-        tl.store(split_columns_ptr + (row * num_splits + split) * SPLIT_RECORD_WORDS + SPLIT_COLUMN, best_col)
-        # Every thread's record store happens before the ticket (release); the last ticket's
-        # holder then reads the records through L2 (.cg: L1 is not coherent across SMs).
+        records_ptr = split_workspace_ptr + 2 * batch
+        record = records_ptr + pid * SPLIT_RECORD_WORDS
+        floats = record.to(tl.pointer_type(tl.float32))
+        tl.store(floats + SPLIT_ROW_MAX, seg_max)
+        tl.store(floats + SPLIT_REFERENCE, reference)
+        tl.store(floats + SPLIT_SCORE, best)
+        tl.store(floats + SPLIT_LOGIT, best_logit)
+        tl.store(floats + SPLIT_Z, z)
+        tl.store(record + SPLIT_COLUMN, best_col)
+        # Every thread's record store happens before the count (release); the last program to count
+        # itself then reads the records through L2 (.cg: L1 is not coherent across SMs).
         tl.debug_barrier()
-        ticket = tl.atomic_add(split_tickets_ptr + row, 1, sem="acq_rel")
-        if ticket == num_splits - 1:
-            _merge_splits(row, num_splits, row_ptr, cols_per_program, vocab_size, delta, inv_temp, greedy, invalid,
-                          row_seed, row_offset, stream, tokens_ptr, logprobs_ptr, split_records_ptr,
-                          split_columns_ptr, RETURN_LOGPROBS, MAX_SPLITS, TILE_ROWS, GROUP_ROWS, WIDTH)
-            # Every split has taken its ticket and published its max: ready for the next launch.
-            tl.store(split_tickets_ptr + row, 0)
-            tl.store(split_row_max_ptr + row, float("-inf"))
+        state = tl.atomic_add(split_workspace_ptr + row, SYNC_FINISHED_UNIT, sem="acq_rel")
+        if (state >> SYNC_FINISHED_SHIFT) == num_splits - 1:
+            _merge_splits(row, num_splits, records_ptr, row_ptr, cols_per_program, vocab_size, delta, inv_temp,
+                          greedy, invalid, row_seed, row_offset, stream, tokens_ptr, logprobs_ptr, RETURN_LOGPROBS,
+                          MAX_SPLITS, TILE_ROWS, GROUP_ROWS, WIDTH)
     else:
         _store_result(row, best_col, best_logit, z, seg_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                       RETURN_LOGPROBS)
 
 
-@triton.jit(do_not_specialize=["seed", "offset", "token_base"])
+# token_base is specialised (unlike the seeds): the JIT's divisibility-by-16 hint on it is what gives
+# the shard's loads 16 bytes.  A shard keeps its token_base, so this is one variant per shard layout.
+@triton.jit(do_not_specialize=_SCALAR_WORDS)
 def minp_shard_kernel(
     logits_ptr, logits_row_stride, vocab_size, token_base, row_max_ptr,
     p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
-    seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
+    seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride, offset_lo, offset_hi,
     shard_records_ptr, shard_columns_ptr,
     P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
@@ -459,18 +518,18 @@ def minp_shard_kernel(
     """Best kept token of a vocabulary shard when the global row max is known (vocab parallelism).
 
     Tokens of this shard are global ids ``token_base + column``, which key the noise, so the shards'
-    winners merge into exactly the token of the unsharded row.  An invalid row (see
-    :func:`_row_constants`) records score -inf.  Bytes: the shard read once, plus 16 bytes per row
-    written (score, logit, normaliser part, column).
+    winners merge into exactly the token of the unsharded row (every shard scores against the same
+    global row max).  An invalid row (see :func:`_row_constants`) records score -inf.  Bytes: the
+    shard read once, plus 16 bytes per row written (score, logit, normaliser part, column).
     """
     row = tl.program_id(0).to(tl.int64)
     row_max = tl.load(row_max_ptr + row)
     inv_temp, delta, greedy, invalid = _row_constants(row, p_base_ptr, p_base_stride, log_p_base, temp_ptr,
                                                       temp_stride, temp, P_BASE_FROM_PTR, TEMP_FROM_PTR,
                                                       TEMPERATURE_FIRST)
-    row_seed, row_offset, stream = _row_rng(row, seed_ptr, seed_stride, seed, offset_ptr, offset_stride, offset,
-                                            SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
-    best, col, logit, z, _ = _scan_known_threshold(
+    row_seed, row_offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride,
+                                            offset_lo, offset_hi, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+    best, col, logit, z = _scan_known_threshold(
         logits_ptr + row * logits_row_stride, 0, vocab_size, row_max + delta, row_max, inv_temp, greedy, row_seed,
         row_offset, stream, token_base, True, TILE_ROWS, GROUP_ROWS, WIDTH)  # the normaliser part always
     record = shard_records_ptr + row * SHARD_RECORD_WORDS

@@ -2,8 +2,9 @@
 
 Every batch size is one launch of :func:`~minp_kernels.kernels.minp_sample_kernel`.  The host path
 is kept short because serving stacks call the sampler eagerly: the launch plan is plain integer
-math cached per (device, shape class), the split workspace is allocated once per device, and the
-only per-call allocations are the outputs.  Every launch goes through :func:`launch_kernel`.
+math cached per (device, shape class), and the only per-call allocations are the outputs and, for
+split rows, one zeroed workspace (``benchmarks/NOTES.md``, "Split workspace", argues the design).
+Every launch goes through :func:`launch_kernel`.
 """
 
 import functools
@@ -14,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from .kernels import SHARD_RECORD_WORDS, SPLIT_RECORD_WORDS, minp_sample_kernel, minp_shard_kernel
-from .params import RowParams
+from .params import MAX_VOCAB, RowParams
 
 try:  # Triton >= 3.0; decided when the kernels are decorated.
     from triton.runtime.interpreter import InterpretedFunction
@@ -30,6 +31,11 @@ NUM_WARPS = 1  # a noise group is one 16-byte row per thread (32 x 16 bytes); no
 MAX_REGISTERS = 128
 MAX_TILES_PER_PROGRAM = 64  # bounds the per-program tile records kept in registers
 PROGRAMS_PER_SM = 16  # split rows until the grid has about this many programs per SM
+# Polls of a row's sync word while a split waits for the others' maxima (each an L2 round trip,
+# about 0.5-1 us): enough for splits that started together, short enough that a split whose sibling
+# runs a wave later loses little before it goes on without it (the merge then rescans).  Not yet
+# measured on a GPU.  The interpreter runs programs one at a time, so it never waits.
+SPIN_POLLS = 32
 # Triton's CPU interpreter costs per block operation, not per element: by default it runs 8 KB tiles
 # of one noise group each (the same code path; tests pass block / num_warps to cover several
 # groups per tile).
@@ -90,7 +96,7 @@ class LaunchPlan(NamedTuple):
     num_splits: int
     constexprs: dict  # tile shape and record sizes
     options: dict  # num_warps and compiler options
-    workspace: tuple  # split_workspace(...) large enough for this plan
+    workspace_words: int  # int32 words of the zeroed split workspace of a launch (0: rows are not split)
     constant_arguments: dict  # (argument kinds) -> the kernel arguments that do not change per call
 
 
@@ -115,60 +121,41 @@ def _default_num_warps():
     return INTERPRETER_NUM_WARPS if INTERPRETED else NUM_WARPS
 
 
-def current_stream(logits):
-    """The current CUDA stream of the logits' device as an int (0 off CUDA): split workspaces are
-    per stream, so launches that may run at the same time never share a row's ticket."""
-    if not logits.is_cuda:
-        return 0
-    if _RAW_STREAM is not None:  # what Triton's own launcher reads: an int, no Stream object
-        return _RAW_STREAM(logits.get_device())
-    return torch.cuda.current_stream(logits.device).cuda_stream
-
-
-_RAW_STREAM = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-
-
 @functools.lru_cache(maxsize=4096)
-def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num_warps=None, stream=0):
-    """The sample kernel's grid, constexprs and options for one (device, stream, shape class); cached."""
+def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num_warps=None):
+    """The sample kernel's grid, constexprs and options for one (device, shape class); cached."""
     num_warps = num_warps or _default_num_warps()
     tile_rows, group_rows, width = _tile_shape(vocab, itemsize, block, num_warps)
     block = tile_rows * width
     cols_per_program, splits = plan_splits(batch, vocab, block, _sm_count(device), num_splits)
     constexprs = dict(HAS_SPLITS=splits > 1, MAX_TILES=_next_power_of_2(cols_per_program // block),
-                      MAX_SPLITS=_next_power_of_2(splits), TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width)
-    split_rows = batch if splits > 1 else 0
-    workspace = split_workspace(device, split_rows * splits, split_rows, stream)
-    return LaunchPlan((batch, splits), cols_per_program, splits, constexprs, _compile_options(num_warps), workspace, {})
+                      MAX_SPLITS=_next_power_of_2(splits), SPIN_POLLS=0 if INTERPRETED else SPIN_POLLS,
+                      TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width)
+    # Per row a sync word and a published-max key, then the records (kernels.py, "Split workspace").
+    workspace_words = batch * (2 + splits * SPLIT_RECORD_WORDS.value) if splits > 1 else 0
+    return LaunchPlan((batch * splits,), cols_per_program, splits, constexprs, _compile_options(num_warps),
+                      workspace_words, {})
 
 
-# Split workspace per (device, stream): records [rows * splits * 6] float32, and per row an int32
-# ticket and the largest published split max, kept at 0 and -inf between launches (the last split of
-# a row resets them); plus an int64 stand-in for pointer arguments a launch does not use.  Per stream,
-# because two launches in flight at once must not share tickets; a launch on one stream runs after
-# the previous one.  Grown by powers of two, never shrunk: a grown-out buffer stays alive, since a
-# cached plan or a captured CUDA graph may use it.  Created during a CUDA-graph capture (the capture
-# stream's first launch), its initialisation is recorded into the graph and runs at every replay.
-_WORKSPACES = {}
-_RETIRED_WORKSPACES = []
+def plan_class(plan: LaunchPlan):
+    """What selects a compiled variant of the sample kernel, besides dtype, argument kinds and flags."""
+    c = plan.constexprs
+    return c["HAS_SPLITS"], c["MAX_TILES"], c["MAX_SPLITS"], c["TILE_ROWS"], c["GROUP_ROWS"], c["WIDTH"]
 
 
-def split_workspace(device, records, rows, stream=0):
-    """(records float32, tickets int32, row maxima float32, int64 stand-in) for ``records`` split
-    records and ``rows`` rows, for launches on ``stream`` of ``device``."""
-    words = SPLIT_RECORD_WORDS.value
-    workspace = _WORKSPACES.get((device, stream))
-    if workspace is None or workspace[0].numel() < records * words or workspace[1].numel() < rows:
-        records, rows = _next_power_of_2(max(records, 1)), _next_power_of_2(max(rows, 1))
-        if workspace is not None:
-            _RETIRED_WORKSPACES.append(workspace)
-            records, rows = max(records, workspace[0].numel() // words), max(rows, workspace[1].numel())
-        workspace = (torch.empty(max(records, 1) * words, device=device, dtype=torch.float32),
-                     torch.zeros(max(rows, 1), device=device, dtype=torch.int32),
-                     torch.full((max(rows, 1),), float("-inf"), device=device, dtype=torch.float32),
-                     torch.zeros(1, device=device, dtype=torch.int64))
-        _WORKSPACES[device, stream] = workspace
-    return workspace
+def plan_classes(device, vocab, itemsize, max_batch):
+    """``{plan class: smallest batch size in 1..max_batch with that class}``: the variants a server
+    meets for this vocabulary and dtype (:func:`minp_kernels.warmup` compiles one launch of each)."""
+    classes = {}
+    for batch in range(1, max_batch + 1):
+        classes.setdefault(plan_class(launch_plan(device, batch, vocab, itemsize)), batch)
+    return classes
+
+
+@functools.cache
+def unused_pointer(device):
+    """An int64 stand-in for the pointer arguments a launch does not read (never written)."""
+    return torch.zeros(1, device=device, dtype=torch.int64)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -177,11 +164,12 @@ def _log_p_base(p_base):
     return struct.unpack("f", struct.pack("f", math.log(p_base) if p_base > 0 else -math.inf))[0]
 
 
-# Per-row parameters: (field of RowParams, pointer, stride, scalar argument, flag) kernel argument names.
-ROW_PARAMETERS = (("p_base", "p_base_ptr", "p_base_stride", "log_p_base", "P_BASE_FROM_PTR"),
-                  ("temp", "temp_ptr", "temp_stride", "temp", "TEMP_FROM_PTR"),
-                  ("seed", "seed_ptr", "seed_stride", "seed", "SEED_FROM_PTR"),
-                  ("offset", "offset_ptr", "offset_stride", "offset", "OFFSET_FROM_PTR"))
+# Per-row parameters: (field of RowParams, pointer, stride, scalar arguments, flag) kernel argument names.
+# A scalar seed or offset is two int32 words (low, high): one argument type whatever its value.
+ROW_PARAMETERS = (("p_base", "p_base_ptr", "p_base_stride", ("log_p_base",), "P_BASE_FROM_PTR"),
+                  ("temp", "temp_ptr", "temp_stride", ("temp",), "TEMP_FROM_PTR"),
+                  ("seed", "seed_ptr", "seed_stride", ("seed_lo", "seed_hi"), "SEED_FROM_PTR"),
+                  ("offset", "offset_ptr", "offset_stride", ("offset_lo", "offset_hi"), "OFFSET_FROM_PTR"))
 
 
 def _argument_kinds(params: RowParams):
@@ -192,18 +180,26 @@ def _argument_kinds(params: RowParams):
 
 def _row_constant_arguments(kinds, float_dummy, int_dummy):
     """Per-row parameter arguments that depend only on their kinds: the flags, and stand-ins for the
-    pointer (scalar parameter) or the scalar (tensor parameter) that the kernel does not read."""
+    pointer (scalar parameter) or the scalars (tensor parameter) that the kernel does not read."""
     args = {"SEED_SHARED": kinds[4]}
-    for (field, ptr, stride, scalar, flag), from_ptr in zip(ROW_PARAMETERS, kinds[:4], strict=True):
+    for (field, ptr, stride, scalars, flag), from_ptr in zip(ROW_PARAMETERS, kinds[:4], strict=True):
         args[flag] = from_ptr
         args[ptr], args[stride] = float_dummy if field in ("p_base", "temp") else int_dummy, 0
-        args[scalar] = 0 if field in ("seed", "offset") else 0.0
+        for scalar in scalars:
+            args[scalar] = 0 if field in ("seed", "offset") else 0.0
     return args
+
+
+def _words(value):
+    """(low, high) int32 words of a signed 64-bit int, each as a signed Python int."""
+    low = value & 0xFFFFFFFF
+    return low - (1 << 32) if low >= 1 << 31 else low, value >> 32
 
 
 def _fill_row_values(args, params: RowParams, kinds):
     """Write the per-call per-row values into ``args``: a tensor's pointer and stride (0 broadcasts
-    a 1-element tensor), or the scalar (``p_base`` as ``log_p_base``).  Unrolled: it runs per call."""
+    a 1-element tensor), or the scalar (``p_base`` as ``log_p_base``, seeds and offsets as words).
+    Unrolled: it runs per call."""
     p_base, temp, seed, offset = params.p_base, params.temp, params.seed, params.offset
     if kinds[0]:
         args["p_base_ptr"], args["p_base_stride"] = p_base, (p_base.stride(0) if p_base.shape[0] > 1 else 0)
@@ -216,11 +212,11 @@ def _fill_row_values(args, params: RowParams, kinds):
     if kinds[2]:
         args["seed_ptr"], args["seed_stride"] = seed, (seed.stride(0) if seed.shape[0] > 1 else 0)
     else:
-        args["seed"] = seed
+        args["seed_lo"], args["seed_hi"] = _words(seed)
     if kinds[3]:
         args["offset_ptr"], args["offset_stride"] = offset, (offset.stride(0) if offset.shape[0] > 1 else 0)
     else:
-        args["offset"] = offset
+        args["offset_lo"], args["offset_hi"] = _words(offset)
 
 
 def row_arguments(params: RowParams, float_dummy, int_dummy):
@@ -242,28 +238,31 @@ def _launch_on(logits, kernel, grid, kwargs):
 
 
 def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, return_logprobs, plan: LaunchPlan,
-                            tokens, logprobs):
+                            tokens, logprobs, workspace):
     """Keyword arguments of :func:`minp_sample_kernel` (also what ``aot.py`` compiles from).
 
     What depends only on the plan and the argument kinds is built once and cached in the plan; a
-    call copies it and writes the tensors and per-row values.
+    call copies it and writes the tensors and per-row values.  ``workspace``: the launch's zeroed
+    int32 split workspace of ``plan.workspace_words`` words, or None when rows are not split.
     """
     kinds = _argument_kinds(params)
     key = (kinds, temperature_first, return_logprobs)
     constant = plan.constant_arguments.get(key)
     if constant is None:
-        records, tickets, row_maxima, int_dummy = plan.workspace
+        int_dummy = unused_pointer(logits_2d.device)
+        float_dummy = int_dummy.view(torch.float32)
         constant = dict(
-            vocab_size=logits_2d.shape[1], cols_per_program=plan.cols_per_program,
-            **_row_constant_arguments(kinds, records, int_dummy), logprobs_ptr=records, split_records_ptr=records,
-            split_columns_ptr=records.view(torch.int32), split_tickets_ptr=tickets, split_row_max_ptr=row_maxima,
-            TEMPERATURE_FIRST=bool(temperature_first), RETURN_LOGPROBS=bool(return_logprobs), **plan.constexprs,
-            **plan.options)
+            vocab_size=logits_2d.shape[1], cols_per_program=plan.cols_per_program, num_splits=plan.num_splits,
+            **_row_constant_arguments(kinds, float_dummy, int_dummy), logprobs_ptr=float_dummy,
+            split_workspace_ptr=int_dummy.view(torch.int32), TEMPERATURE_FIRST=bool(temperature_first),
+            RETURN_LOGPROBS=bool(return_logprobs), **plan.constexprs, **plan.options)
         plan.constant_arguments[key] = constant
     args = dict(constant)
     args["logits_ptr"], args["logits_row_stride"], args["tokens_ptr"] = logits_2d, logits_2d.stride(0), tokens
     if return_logprobs:
         args["logprobs_ptr"] = logprobs
+    if workspace is not None:
+        args["split_workspace_ptr"] = workspace
     _fill_row_values(args, params, kinds)
     return args
 
@@ -278,11 +277,14 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
     batch, vocab = logits_2d.shape
     device = logits_2d.device
     check_device(logits_2d)
-    plan = launch_plan(device, batch, vocab, logits_2d.element_size(), num_splits, block, num_warps,
-                       current_stream(logits_2d))
+    plan = launch_plan(device, batch, vocab, logits_2d.element_size(), num_splits, block, num_warps)
     tokens = torch.empty(batch, device=device, dtype=torch.int64)
     logprobs = torch.empty(batch, device=device, dtype=torch.float32) if return_logprobs else tokens
-    kwargs = sample_kernel_arguments(logits_2d, params, temperature_first, return_logprobs, plan, tokens, logprobs)
+    # Zeroed per launch on the current stream, from the caching allocator: under CUDA-graph capture
+    # the memset is captured with the graph and the memory belongs to the graph's pool.
+    workspace = torch.zeros(plan.workspace_words, device=device, dtype=torch.int32) if plan.workspace_words else None
+    kwargs = sample_kernel_arguments(logits_2d, params, temperature_first, return_logprobs, plan, tokens, logprobs,
+                                     workspace)
     _launch_on(logits_2d, minp_sample_kernel, plan.grid, kwargs)
     return tokens, (logprobs if return_logprobs else None)
 
@@ -295,7 +297,7 @@ def shard_kernel_arguments(logits_2d, row_max, params: RowParams, temperature_fi
     return dict(
         logits_ptr=logits_2d, logits_row_stride=logits_2d.stride(0), vocab_size=logits_2d.shape[1],
         token_base=token_base, row_max_ptr=row_max,
-        **row_arguments(params, records, split_workspace(logits_2d.device, 0, 0)[3]),
+        **row_arguments(params, records, unused_pointer(logits_2d.device)),
         shard_records_ptr=records, shard_columns_ptr=records.view(torch.int32),
         TEMPERATURE_FIRST=bool(temperature_first), TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width,
         **_compile_options(num_warps))

@@ -7,6 +7,11 @@ import torch
 RowValue = float | torch.Tensor
 RowInt = int | torch.Tensor
 
+# Largest vocabulary (global token id + 1, for a shard) the kernels index with 32-bit column and
+# Philox counter arithmetic: a split's end (start + columns per program, up to 64 tiles of 2048) and
+# the last tile's group ids stay below 2**31.  Both backends refuse more, so they agree everywhere.
+MAX_VOCAB = 2**31 - 2**18
+
 
 @dataclass
 class RowParams:

@@ -6,16 +6,17 @@ kernel and the torch backend (:mod:`minp_kernels.torch_sampler`) reproduce bit f
 * ``x``: logits in float32, NaN read as ``-inf``, ``+inf`` clamped to the largest float32.
 * ``m = max(x)``; kept set ``x >= m + delta`` with ``delta = ln(p_base)`` (paper order) or
   ``temp * ln(p_base)`` (``temperature_first``), and ``x > -inf``.
-* draw ``argmax over kept i of max(x_i * (1/temp) + G_i, -FLT_MAX)``, lowest index on ties, with
-  ``G_i`` from :func:`minp_kernels.philox.gumbel_noise`; ``temp == 0`` (or ``1/temp`` overflowing)
-  is greedy: ``argmax x``.
+* draw ``argmax over kept i of max(max(x_i - m, -FLT_MAX) * (1/temp) + G_i, -FLT_MAX)``, lowest
+  index on ties, with ``G_i`` from :func:`minp_kernels.philox.gumbel_noise`; ``temp == 0`` (or
+  ``1/temp`` overflowing) is greedy: ``argmax x``.  Scoring relative to ``m`` keeps the noise in
+  rows of huge or ``+inf`` logits, where ``x * (1/temp)`` would swallow it.
 * a row with an empty kept set (no finite logit, or an invalid ``p_base`` / ``temp`` from a per-row
   tensor: NaN, ``p_base`` outside ``[0, 1]``, ``temp < 0``) draws token ``-1`` with log-prob NaN.
 """
 
 import torch
 
-from ._validation import validate_logits, validate_row_float
+from ._validation import validate_flag, validate_logits, validate_row_float
 from .params import RowParams, invalid_rows
 from .philox import gumbel_noise
 
@@ -95,11 +96,17 @@ def _kept_set(logits_2d: torch.Tensor, params: RowParams, temperature_first: boo
     return x, row_max, keep, inv_temp, greedy
 
 
-def _scores(x, keep, inv_temp, greedy, params: RowParams, token_base=0):
-    """Draw scores: ``max(x / T + G, -FLT_MAX)`` on kept tokens (``x`` for greedy rows), else -inf."""
+def gumbel_scores(x: torch.Tensor, row_max: torch.Tensor, inv_temp: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``max(max(x - m, -FLT_MAX) * inv_temp + G, -FLT_MAX)``, rounded after each operation as the
+    kernel computes it (no fused multiply-add); every argument broadcasts against ``x``."""
+    return ((x - row_max).clamp_min_(-FLT_MAX) * inv_temp + noise).clamp_min_(-FLT_MAX)
+
+
+def _scores(x, row_max, keep, inv_temp, greedy, params: RowParams, token_base=0):
+    """Draw scores (:func:`gumbel_scores`) on kept tokens (``x`` for greedy rows), else -inf."""
     batch, vocab = x.shape
     seed, offset, stream = row_noise_keys(params, batch, x.device)
-    noisy = (x * inv_temp[:, None] + gumbel_noise(seed, offset, stream, vocab, token_base)).clamp_min(-FLT_MAX)
+    noisy = gumbel_scores(x, row_max[:, None], inv_temp[:, None], gumbel_noise(seed, offset, stream, vocab, token_base))
     return torch.where(keep, torch.where(greedy[:, None], x, noisy), NEG_INF)
 
 
@@ -128,7 +135,7 @@ def shard_candidates_reference(logits_2d: torch.Tensor, row_max: torch.Tensor, p
         and normaliser 0.
     """
     x, row_max, keep, inv_temp, greedy = _kept_set(logits_2d, params, temperature_first, row_max)
-    scores = _scores(x, keep, inv_temp, greedy, params, token_base)
+    scores = _scores(x, row_max, keep, inv_temp, greedy, params, token_base)
     best, col = scores.max(dim=-1)  # first maximal index on ties, as the kernel
     z = torch.where(keep, torch.exp((x - row_max[:, None]) * inv_temp[:, None]), 0.0).sum(-1)
     return torch.stack([best, x.gather(1, col[:, None])[:, 0], z], dim=1), col
@@ -156,7 +163,7 @@ def sample_reference(logits_2d: torch.Tensor, params: RowParams, temperature_fir
         ``[B]`` (NaN on ``-1`` rows; ``None`` unless ``return_logprobs``).
     """
     x, row_max, keep, inv_temp, greedy = _kept_set(logits_2d, params, temperature_first)
-    best, token = _scores(x, keep, inv_temp, greedy, params).max(dim=-1)  # lowest index on ties
+    best, token = _scores(x, row_max, keep, inv_temp, greedy, params).max(dim=-1)  # lowest index on ties
     empty = best == NEG_INF  # kept scores are >= -FLT_MAX
     tokens = torch.where(empty, -1, token)
     if not return_logprobs:
@@ -171,6 +178,7 @@ def sample_reference(logits_2d: torch.Tensor, params: RowParams, temperature_fir
 def _validated_kept_set(logits, p_base, temp, temperature_first) -> tuple[KeptSet, bool]:
     """Validate the public helpers' arguments, then :func:`_kept_set` (and whether the input was 1-D)."""
     logits_2d, was_1d = validate_logits(logits)
+    temperature_first = validate_flag("temperature_first", temperature_first)
     batch = logits_2d.shape[0]
     p_base = validate_row_float("p_base", p_base, batch, logits_2d, upper=1.0)
     temp = validate_row_float("temp", temp, batch, logits_2d)

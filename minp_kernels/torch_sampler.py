@@ -23,8 +23,8 @@ Which path runs where:
   Triton kernel is the fast path.
 
 Both paths give bit-identical tokens: the same noise word per global token id
-(:mod:`minp_kernels.philox`), the same float32 score ``max(x * inv_temp + G, -FLT_MAX)`` computed
-as two separately rounded operations, the lowest index among equal scores, and token ``-1`` for a
+(:mod:`minp_kernels.philox`), the same float32 score :func:`~minp_kernels.reference.gumbel_scores`
+computed as separately rounded operations, the lowest index among equal scores, and token ``-1`` for a
 row whose kept set is empty (no finite logit, or an invalid per-row ``p_base`` / ``temp``).
 Log-probabilities are ``(x - m) * inv_temp - log(sum over kept of exp((x - m) * inv_temp))``, the
 dense path's ``logsumexp`` (whose peak is 0: the row max is kept), equal to it within float32
@@ -38,8 +38,8 @@ import torch
 from .params import RowParams, invalid_rows
 from .philox import counter_run_words, gumbel_from_words, token_list_words
 from .reference import (
-    FLT_MAX,
     NEG_INF,
+    gumbel_scores,
     kept_threshold,
     row_constants,
     row_noise_keys,
@@ -164,7 +164,7 @@ def _pair_items(runs: _Runs, per_run: _RunRows, kept: torch.Tensor, token_base: 
         v.index_select(0, which) for v in (per_run.seed, per_run.offset, per_run.stream, per_run.inv_temp,
                                            per_run.greedy, per_run.row_max))
     words = token_list_words(seed, cols + token_base, stream, offset)
-    noisy = (x * inv_temp + gumbel_from_words(words)).clamp_min_(-FLT_MAX)  # two roundings, as the kernel
+    noisy = gumbel_scores(x, row_max, inv_temp, gumbel_from_words(words))
     z = torch.exp((x - row_max) * inv_temp) if with_z else None
     return rows, cols, torch.where(greedy, x, noisy), z
 
@@ -178,7 +178,7 @@ def _run_items(runs: _Runs, per_run: _RunRows, kept: torch.Tensor, token_base: i
     words = counter_run_words(per_run.seed, per_run.offset, per_run.stream, first_counter, (lane + width + 3) >> 2)
     x = runs.data.float()
     inv_temp = per_run.inv_temp[:, None]
-    noisy = (x * inv_temp + gumbel_from_words(words[:, lane:lane + width])).clamp_min_(-FLT_MAX)
+    noisy = gumbel_scores(x, per_run.row_max[:, None], inv_temp, gumbel_from_words(words[:, lane:lane + width]))
     scores = torch.where(kept, torch.where(per_run.greedy[:, None], x, noisy), NEG_INF)
     best, within = scores.max(dim=1)  # first maximal column of each run
     z = None

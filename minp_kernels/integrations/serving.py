@@ -7,6 +7,7 @@ sampled ids in one fused call, replacing the softmax / amax / mask / exponential
 
 import torch
 
+from .._validation import validate_flag
 from ..api import sample
 
 GREEDY_EPS = 1e-5  # vLLM treats temperature below this as greedy
@@ -48,6 +49,7 @@ def min_p_sample(logits: torch.Tensor, min_p: torch.Tensor, temperature: torch.T
     """
     # Only a valid near-zero temperature becomes greedy: a NaN or negative one stays as it is, so the
     # sampler marks that row invalid instead of quietly answering with the argmax.
+    paper_order = validate_flag("paper_order", paper_order)
     greedy = (temperature >= 0) & (temperature < GREEDY_EPS)
     temperature = torch.where(greedy, 0.0, temperature)
     return sample(logits, min_p, temperature, seed=seeds, offset=steps, temperature_first=not paper_order,

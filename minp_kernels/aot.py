@@ -28,10 +28,11 @@ COMPILE_OPTIONS = ("num_warps", "enable_fp_fusion", "maxnreg")
 # Divisibility-by-16 hints the JIT infers for aligned pointers and for sizes that are multiples of 16
 # (true of real vocabularies: 32000, 128256, 151936, 262144); without them the SASS shows scalar loads.
 ALIGNED_INTS = ("logits_row_stride", "vocab_size", "cols_per_program", "token_base")
-WIDE_INTS = ("seed", "offset")  # 64-bit Philox key and counter words
-AOT_SHAPE = (8, 128256)  # rows, vocabulary of the example launch
-# (name, per-row tensors, log-probabilities, splits) of each sample-kernel specialisation; the serving default first.
-VARIANTS = [("tokens", False, False, 1), ("logprobs", False, True, 1), ("per_row_split", True, True, 4)]
+AOT_VOCAB = 128256  # vocabulary of the example launches
+AOT_SM_COUNT, AOT_MAX_BATCH = 132, 2048  # plan classes as an H100 meets them up to this batch
+# (name, per-row tensors, log-probabilities) of each sample-kernel specialisation; the serving default first.
+# The default is compiled for every plan class, the others for the split class (more registers live).
+VARIANTS = [("tokens", False, False), ("logprobs", False, True), ("per_row", True, True)]
 
 
 def tool(name):
@@ -54,7 +55,7 @@ def signature_of(kwargs):
         elif isinstance(value, float):
             signature[name] = "fp32"
         else:
-            signature[name] = "i64" if name in WIDE_INTS else "i32"
+            signature[name] = "i32" if -2**31 <= value < 2**31 else "i64"  # by value, as the JIT types an int
     return signature, constexprs, options
 
 
@@ -71,24 +72,30 @@ def _example_params(batch, per_row):
 
 
 def launches():
-    """Yield (label, kernel, keyword arguments) of every specialisation, built by the launcher."""
+    """Yield (label, kernel, keyword arguments) of every specialisation, built by the launcher: for
+    each dtype the plan classes that run (:func:`minp_kernels.launch.plan_classes`), then the shard."""
     from . import launch
 
     if launch.INTERPRETED:
         raise RuntimeError("unset TRITON_INTERPRET: the interpreter replaces the kernels that AOT compiles")
-    batch, vocab = AOT_SHAPE
     device = torch.device("meta")
     for dtype_name, dtype in DTYPES.items():
-        logits = torch.empty(batch, vocab, device=device, dtype=dtype)
-        for name, per_row, logprobs, splits in VARIANTS:
-            plan = launch.launch_plan(device, batch, vocab, logits.element_size(), splits)
-            tokens = torch.empty(batch, device=device, dtype=torch.int64)
-            out = torch.empty(batch, device=device, dtype=torch.float32) if logprobs else tokens
-            kwargs = launch.sample_kernel_arguments(logits, _example_params(batch, per_row), False, logprobs, plan,
-                                                    tokens, out)
-            yield f"sample[{dtype_name},{name}]", launch.minp_sample_kernel, kwargs
-        records = torch.empty(batch, 4, device=device)
-        kwargs = launch.shard_kernel_arguments(logits, torch.empty(batch, device=device), _example_params(batch, False),
+        classes = launch.plan_classes(device, AOT_VOCAB, dtype.itemsize, AOT_MAX_BATCH, AOT_SM_COUNT)
+        for batch in classes.values():
+            logits = torch.empty(batch, AOT_VOCAB, device=device, dtype=dtype)
+            plan = launch.launch_plan(device, batch, AOT_VOCAB, dtype.itemsize, sm_count=AOT_SM_COUNT)
+            split = plan.num_splits > 1
+            for name, per_row, logprobs in VARIANTS if split else VARIANTS[:1]:
+                tokens = torch.empty(batch, device=device, dtype=torch.int64)
+                out = torch.empty(batch, device=device, dtype=torch.float32) if logprobs else tokens
+                workspace = torch.empty(plan.workspace_words, device=device, dtype=torch.int32) if split else None
+                kwargs = launch.sample_kernel_arguments(logits, _example_params(batch, per_row), False, logprobs, plan,
+                                                        tokens, out, workspace)
+                yield f"sample[{dtype_name},{name},{'split' if split else 'whole'},B={batch}]", \
+                    launch.minp_sample_kernel, kwargs
+        logits = torch.empty(8, AOT_VOCAB, device=device, dtype=dtype)
+        records = torch.empty(8, 4, device=device)
+        kwargs = launch.shard_kernel_arguments(logits, torch.empty(8, device=device), _example_params(8, False),
                                                False, 0, records)
         yield f"shard[{dtype_name}]", launch.minp_shard_kernel, kwargs
 
@@ -149,9 +156,9 @@ def main(argv=None):
 
         return cost_main()
     rows = resource_report(args.arch)
-    print(f"{'kernel':36s} {'arch':6s} {'regs':>4s} {'stack':>5s} {'local':>5s} {'LDG.128':>7s} {'LDG':>4s}")
+    print(f"{'kernel':44s} {'arch':6s} {'regs':>4s} {'stack':>5s} {'local':>5s} {'LDG.128':>7s} {'LDG':>4s}")
     for r in rows:
-        print(f"{r['kernel']:36s} {r['arch']:6s} {r['registers']:4d} {r['stack']:5d} {r['local']:5d} "
+        print(f"{r['kernel']:44s} {r['arch']:6s} {r['registers']:4d} {r['stack']:5d} {r['local']:5d} "
               f"{r['ldg128']:7d} {r['ldg_total']:4d}")
     spilled = [r for r in rows if r["stack"] or r["local"]]
     if spilled:

@@ -1,5 +1,7 @@
-"""Public entry point: :func:`sample`."""
+"""Public entry points: :func:`sample` and :func:`warmup`."""
 
+import itertools
+from collections.abc import Sequence
 from typing import Literal, overload
 
 import torch
@@ -119,3 +121,75 @@ def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | tor
         tokens = tokens[0]
         logprobs = logprobs[0] if logprobs is not None else None
     return (tokens, logprobs) if return_logprobs else tokens
+
+
+def _choices(name: str, value: bool | tuple[bool, ...]) -> tuple[bool, ...]:
+    values = value if isinstance(value, tuple) else (value,)
+    return tuple(validate_flag(name, v) for v in values)
+
+
+def warmup(vocab_sizes: int | Sequence[int], dtypes: torch.dtype | Sequence[torch.dtype] = torch.bfloat16,
+           max_batch: int = 256, *, per_row: bool | tuple[bool, ...] = True,
+           temperature_first: bool | tuple[bool, ...] = False, return_logprobs: bool | tuple[bool, ...] = False,
+           device: torch.device | str | None = None) -> int:
+    """Compile every kernel variant a server will launch, before it serves.
+
+    The Triton kernel compiles a variant on first use of each plan class (rows split over
+    programs or not; see :func:`minp_kernels.launch.launch_plan`), logits dtype, kind of argument
+    and flag set.  This launches one small batch of each so that no request waits for a compile.
+
+    Parameters
+    ----------
+    vocab_sizes : int or sequence of int
+        The vocabularies served (the logits' ``V``).
+    dtypes : torch.dtype or sequence of torch.dtype
+        Logits dtypes served: float32, float16, bfloat16.
+    max_batch : int
+        The largest batch the server samples at once; every batch size up to it is covered.
+    per_row : bool or tuple of bool
+        ``True``: ``p_base``, ``temp``, ``seed`` and ``offset`` come as ``[B]`` tensors (the serving
+        case); ``False``: as Python scalars; ``(True, False)``: both.  ``seed=None`` (a drawn seed)
+        is a third kind, compiled on its first use.
+    temperature_first, return_logprobs : bool or tuple of bool
+        The flag values served; a tuple covers each.
+    device : torch.device or str, optional
+        Default: the current CUDA device.
+
+    Returns
+    -------
+    int
+        The number of launches made (one per variant).  On a device without the Triton backend
+        (the CPU) nothing is compiled and 0 is returned.
+
+    Examples
+    --------
+    >>> import minp_kernels, torch
+    >>> minp_kernels.warmup(128256, (torch.bfloat16, torch.float32), max_batch=512)  # doctest: +SKIP
+    """
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch: expected an int >= 1, got {max_batch!r}")
+    vocab_sizes = (vocab_sizes,) if isinstance(vocab_sizes, int) else tuple(vocab_sizes)
+    dtypes = (dtypes,) if isinstance(dtypes, torch.dtype) else tuple(dtypes)
+    flag_sets = list(itertools.product(_choices("per_row", per_row), _choices("temperature_first", temperature_first),
+                                       _choices("return_logprobs", return_logprobs)))
+    device = torch.device(device) if device is not None else (
+        torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu"))
+    if device.type != "cuda":
+        return 0
+    from .launch import plan_classes
+
+    launches = 0
+    for vocab, dtype in itertools.product(vocab_sizes, dtypes):
+        validate_logits(torch.empty(1, vocab, dtype=dtype, device="meta"))
+        for batch in plan_classes(device, vocab, dtype.itemsize, max_batch).values():
+            # Real rows (a row stride of V, as served, selects the variant too), one kept token each.
+            logits = torch.zeros(batch, vocab, dtype=dtype, device=device)
+            logits[:, 0] = 10.0
+            rows = torch.arange(batch, device=device)
+            for tensors, order, logprobs in flag_sets:
+                params = ((torch.full((batch,), 0.1, device=device), torch.ones(batch, device=device), rows, rows)
+                          if tensors else (0.1, 1.0, 0, 0))
+                sample(logits, *params[:2], seed=params[2], offset=params[3], temperature_first=order,
+                       return_logprobs=logprobs, backend="triton")
+                launches += 1
+    return launches

@@ -122,15 +122,24 @@ def _default_num_warps():
 
 
 @functools.lru_cache(maxsize=4096)
-def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num_warps=None):
-    """The sample kernel's grid, constexprs and options for one (device, shape class); cached."""
+def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num_warps=None, sm_count=None):
+    """The sample kernel's grid, constexprs and options for one (device, shape class); cached.
+
+    The constexprs depend on the vocabulary, the dtype and whether rows are split, not on the batch
+    size: the tile records are sized for the most tiles a program may get and the merge for the most
+    splits a row may get, so a server meets at most two compiled variants per vocabulary and dtype
+    (a few registers more than the batch's own maxima would take).  ``sm_count`` overrides the
+    device's (``aot.py`` plans for an H100 without one).
+    """
     num_warps = num_warps or _default_num_warps()
     tile_rows, group_rows, width = _tile_shape(vocab, itemsize, block, num_warps)
     block = tile_rows * width
-    cols_per_program, splits = plan_splits(batch, vocab, block, _sm_count(device), num_splits)
-    constexprs = dict(HAS_SPLITS=splits > 1, MAX_TILES=_next_power_of_2(cols_per_program // block),
-                      MAX_SPLITS=_next_power_of_2(splits), SPIN_POLLS=0 if INTERPRETED else SPIN_POLLS,
-                      TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width)
+    sm_count = sm_count or _sm_count(device)
+    cols_per_program, splits = plan_splits(batch, vocab, block, sm_count, num_splits)
+    most_splits = max(splits, min(_cdiv(vocab, block), PROGRAMS_PER_SM * sm_count))
+    constexprs = dict(HAS_SPLITS=splits > 1, MAX_TILES=MAX_TILES_PER_PROGRAM, MAX_SPLITS=_next_power_of_2(most_splits),
+                      SPIN_POLLS=0 if INTERPRETED else SPIN_POLLS, TILE_ROWS=tile_rows, GROUP_ROWS=group_rows,
+                      WIDTH=width)
     # Per row a sync word and a published-max key, then the records (kernels.py, "Split workspace").
     workspace_words = batch * (2 + splits * SPLIT_RECORD_WORDS.value) if splits > 1 else 0
     return LaunchPlan((batch * splits,), cols_per_program, splits, constexprs, _compile_options(num_warps),
@@ -138,17 +147,17 @@ def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num
 
 
 def plan_class(plan: LaunchPlan):
-    """What selects a compiled variant of the sample kernel, besides dtype, argument kinds and flags."""
-    c = plan.constexprs
-    return c["HAS_SPLITS"], c["MAX_TILES"], c["MAX_SPLITS"], c["TILE_ROWS"], c["GROUP_ROWS"], c["WIDTH"]
+    """What selects a compiled variant of the sample kernel besides the dtype, the argument kinds and
+    the flags: its constexprs."""
+    return tuple(sorted(plan.constexprs.items()))
 
 
-def plan_classes(device, vocab, itemsize, max_batch):
+def plan_classes(device, vocab, itemsize, max_batch, sm_count=None):
     """``{plan class: smallest batch size in 1..max_batch with that class}``: the variants a server
     meets for this vocabulary and dtype (:func:`minp_kernels.warmup` compiles one launch of each)."""
     classes = {}
     for batch in range(1, max_batch + 1):
-        classes.setdefault(plan_class(launch_plan(device, batch, vocab, itemsize)), batch)
+        classes.setdefault(plan_class(launch_plan(device, batch, vocab, itemsize, sm_count=sm_count)), batch)
     return classes
 
 
@@ -196,34 +205,39 @@ def _words(value):
     return low - (1 << 32) if low >= 1 << 31 else low, value >> 32
 
 
-def _fill_row_values(args, params: RowParams, kinds):
-    """Write the per-call per-row values into ``args``: a tensor's pointer and stride (0 broadcasts
-    a 1-element tensor), or the scalar (``p_base`` as ``log_p_base``, seeds and offsets as words).
-    Unrolled: it runs per call."""
+def _row_stride(value, batch):
+    """Stride of a per-row tensor: 0 broadcasts a 1-element tensor over a batch; a batch of one row
+    passes 1 (any stride reads row 0), so that B = 1 runs the variant the JIT compiled for B > 1."""
+    return value.stride(0) if value.shape[0] > 1 else (0 if batch > 1 else 1)
+
+
+def _fill_row_values(args, params: RowParams, kinds, batch):
+    """Write the per-call per-row values into ``args``: a tensor's pointer and stride, or the scalar
+    (``p_base`` as ``log_p_base``, seeds and offsets as words).  Unrolled: it runs per call."""
     p_base, temp, seed, offset = params.p_base, params.temp, params.seed, params.offset
     if kinds[0]:
-        args["p_base_ptr"], args["p_base_stride"] = p_base, (p_base.stride(0) if p_base.shape[0] > 1 else 0)
+        args["p_base_ptr"], args["p_base_stride"] = p_base, _row_stride(p_base, batch)
     else:
         args["log_p_base"] = _log_p_base(p_base)
     if kinds[1]:
-        args["temp_ptr"], args["temp_stride"] = temp, (temp.stride(0) if temp.shape[0] > 1 else 0)
+        args["temp_ptr"], args["temp_stride"] = temp, _row_stride(temp, batch)
     else:
         args["temp"] = float(temp)
     if kinds[2]:
-        args["seed_ptr"], args["seed_stride"] = seed, (seed.stride(0) if seed.shape[0] > 1 else 0)
+        args["seed_ptr"], args["seed_stride"] = seed, _row_stride(seed, batch)
     else:
         args["seed_lo"], args["seed_hi"] = _words(seed)
     if kinds[3]:
-        args["offset_ptr"], args["offset_stride"] = offset, (offset.stride(0) if offset.shape[0] > 1 else 0)
+        args["offset_ptr"], args["offset_stride"] = offset, _row_stride(offset, batch)
     else:
         args["offset_lo"], args["offset_hi"] = _words(offset)
 
 
-def row_arguments(params: RowParams, float_dummy, int_dummy):
+def row_arguments(params: RowParams, batch, float_dummy, int_dummy):
     """Kernel arguments of the per-row parameters, shared by every kernel (see ``ROW_PARAMETERS``)."""
     kinds = _argument_kinds(params)
     args = _row_constant_arguments(kinds, float_dummy, int_dummy)
-    _fill_row_values(args, params, kinds)
+    _fill_row_values(args, params, kinds, batch)
     return args
 
 
@@ -263,7 +277,7 @@ def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, ret
         args["logprobs_ptr"] = logprobs
     if workspace is not None:
         args["split_workspace_ptr"] = workspace
-    _fill_row_values(args, params, kinds)
+    _fill_row_values(args, params, kinds, logits_2d.shape[0])
     return args
 
 
@@ -297,7 +311,7 @@ def shard_kernel_arguments(logits_2d, row_max, params: RowParams, temperature_fi
     return dict(
         logits_ptr=logits_2d, logits_row_stride=logits_2d.stride(0), vocab_size=logits_2d.shape[1],
         token_base=token_base, row_max_ptr=row_max,
-        **row_arguments(params, records, unused_pointer(logits_2d.device)),
+        **row_arguments(params, logits_2d.shape[0], records, unused_pointer(logits_2d.device)),
         shard_records_ptr=records, shard_columns_ptr=records.view(torch.int32),
         TEMPERATURE_FIRST=bool(temperature_first), TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width,
         **_compile_options(num_warps))

@@ -58,7 +58,8 @@ Fallback to vLLM's own ``sample`` for the whole step (never a wrong token)
   loaded (a custom one: it would have to run on the tempered logits);
 * ``use_fp64_gumbel`` (vLLM's float64-noise option), a device other than CPU / CUDA, or shapes that
   do not line up (``min_p`` / ``temperature`` not ``[B]``, a generator row outside the batch);
-* the plugin switched off at run time (:func:`worker_set_enabled`).
+* the plugin switched off at run time (:func:`worker_set_enabled`), or ``MINP_KERNELS_VLLM=0`` in a
+  process that inherited the patch by ``fork`` from one where it was on.
 The counts per reason are in :func:`worker_stats`.
 
 Verified where: the engine test (``tests/test_vllm_engine.py``) and the end-to-end benchmark
@@ -261,6 +262,8 @@ def _fallback_reason(sampler, logits: torch.Tensor, md, logprobs_mode) -> str | 
 
     if not _state.enabled:
         return "disabled"
+    if not _env_enabled():  # a process forked from one where the patch was installed, with the plugin off
+        return "disabled_env"
     if md.all_greedy or md.temperature is None:
         return "all_greedy"
     if md.top_k is not None or md.top_p is not None:
@@ -375,7 +378,8 @@ def worker_set_enabled(worker, enabled: bool) -> bool:
 
 def worker_stats(worker, reset: bool = False) -> dict:
     """``llm.collective_rpc(worker_stats)``: steps drawn here, fallbacks by reason, timer totals."""
-    stats = {"installed": _state.installed, "enabled": _state.enabled, "backend": _state.backend,
+    stats = {"installed": _state.installed, "enabled": _state.enabled, "env_enabled": _env_enabled(),
+             "backend": _state.backend,
              "timing": _state.timing, "handled_steps": _state.handled_steps, "handled_rows": _state.handled_rows,
              "fallback": dict(_state.fallback), "sampler_s": _state.sampler_s, "sampler_calls": _state.sampler_calls,
              "step_s": _state.step_s, "step_calls": _state.step_calls, "pid": os.getpid()}

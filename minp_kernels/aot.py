@@ -25,9 +25,6 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 POINTER_TYPES = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float64: "*fp64",
                  torch.int64: "*i64", torch.int32: "*i32"}
 COMPILE_OPTIONS = ("num_warps", "enable_fp_fusion", "maxnreg")
-# Divisibility-by-16 hints the JIT infers for aligned pointers and for sizes that are multiples of 16
-# (true of real vocabularies: 32000, 128256, 151936, 262144); without them the SASS shows scalar loads.
-ALIGNED_INTS = ("logits_row_stride", "vocab_size", "cols_per_program", "token_base")
 AOT_VOCAB = 128256  # vocabulary of the example launches
 AOT_SM_COUNT, AOT_MAX_BATCH = 132, 2048  # plan classes as an H100 meets them up to this batch
 # (name, per-row tensors, log-probabilities) of each sample-kernel specialisation; the serving default first.
@@ -100,15 +97,29 @@ def launches():
         yield f"shard[{dtype_name}]", launch.minp_shard_kernel, kwargs
 
 
-def compile_for(kernel, kwargs, arch, aligned_ints=ALIGNED_INTS):
+def jit_aligned_ints(kernel, kwargs):
+    """The integer arguments the JIT gives a divisibility-by-16 hint at this launch: those it may
+    specialise (not in ``do_not_specialize``) whose value is a multiple of 16 (a real vocabulary
+    and row stride: 32000, 128256, 151936, 262144).  Without the hint the SASS shows scalar loads,
+    so an argument that addresses memory must not be kept from specialisation."""
+    kept_general = {param.name for param in kernel.params if param.do_not_specialize}
+    return {name for name, value in kwargs.items() if type(value) is int and name not in kept_general
+            and value % 16 == 0 and not name.isupper() and name not in COMPILE_OPTIONS}
+
+
+def compile_for(kernel, kwargs, arch, aligned_ints=None):
     """``triton.compile`` of one keyword launch for ``sm_<arch>``; returns the compiled kernel.
 
-    Pointers and the integer arguments named in ``aligned_ints`` get divisibility-by-16 hints.
+    Pointers and the integer arguments in ``aligned_ints`` (default: the JIT's own choice,
+    :func:`jit_aligned_ints`) get divisibility-by-16 hints, so what is compiled is what a launch
+    with these arguments runs (the JIT's ``== 1`` specialisation of integers is not reproduced).
     """
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    if aligned_ints is None:
+        aligned_ints = jit_aligned_ints(kernel, kwargs)
     signature, constexprs, options = signature_of(kwargs)
     signature = {name: signature[name] for name in kernel.arg_names}  # declaration order
     aligned = [i for i, (name, kind) in enumerate(signature.items()) if kind.startswith("*") or name in aligned_ints]

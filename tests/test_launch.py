@@ -1,5 +1,6 @@
-"""The launcher: plan arithmetic, one launch at every batch size, keyword launches, the split
-workspace left ready for the next launch, noise groups, invalid per-row values (kernel side)."""
+"""The launcher: plan arithmetic, one launch at every batch size, keyword launches, a zeroed split
+workspace per launch, stale split references rescanned, noise groups, invalid per-row values (kernel
+side), plan classes and the words of 64-bit scalars."""
 
 import math
 
@@ -49,25 +50,82 @@ def test_one_launch_with_keywords_at_every_batch_size(monkeypatch):
     tokens, _ = launch.sample_triton(logits_2d, params, num_splits=3, block=256)
     assert len(seen) == 1
     kernel, grid, kwargs = seen[0]
-    assert grid == (2, 3) and kwargs["HAS_SPLITS"]
+    assert grid == (2 * 3,) and kwargs["HAS_SPLITS"] and kwargs["num_splits"] == 3
     options = {"num_warps", "enable_fp_fusion", "maxnreg"}
     assert set(kwargs) - options == set(kernel.arg_names)
     assert torch.equal(tokens, sample_torch(logits_2d, params)[0])
 
 
-def test_split_tickets_reset_and_results_repeat():
-    """The last split of each row resets its ticket and published max, so the next launch (or a CUDA graph replay)
-    finds the workspace ready and draws the same tokens."""
+def test_each_split_launch_gets_its_own_zeroed_workspace(monkeypatch):
+    """A launch with split rows allocates a zeroed workspace of its own (so CUDA-graph replays, streams
+    and captures never share sync words), and the next launch draws the same tokens."""
+    seen = []
+    real = launch.launch_kernel
+    monkeypatch.setattr(launch, "launch_kernel", lambda kernel, grid, kwargs: (
+        seen.append((kwargs["split_workspace_ptr"], kwargs["split_workspace_ptr"].clone())), real(kernel, grid, kwargs)))
     logits = lm_like_logits(3, 4000, torch.bfloat16, DEVICE, seed=5)
     logits_2d, params = validated(logits, 0.05, 1.3, torch.arange(3, device=DEVICE), 2)
     first = launch.sample_triton(logits_2d, params, return_logprobs=True, num_splits=4, block=512)
-    _, tickets, row_maxima, _ = launch.split_workspace(logits_2d.device, 0, 0, launch.current_stream(logits_2d))
-    assert int(tickets.abs().sum()) == 0 and bool((row_maxima == float("-inf")).all())
     second = launch.sample_triton(logits_2d, params, return_logprobs=True, num_splits=4, block=512)
+    (buffer_1, before_1), (buffer_2, before_2) = seen
+    assert buffer_1.data_ptr() != buffer_2.data_ptr() or buffer_1 is not buffer_2
+    assert int(before_1.abs().sum()) == int(before_2.abs().sum()) == 0  # zero when the kernel starts
+    assert buffer_1.numel() == 3 * (2 + 4 * 6)  # per row: sync word, max key, 4 records of 6 words
+    sync = buffer_1[:3]
+    assert (sync & 0xFFFF).tolist() == [4] * 3 and (sync >> 16).tolist() == [4] * 3  # all arrived, all finished
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     expected = sample_torch(logits_2d, params, return_logprobs=True)
     assert torch.equal(first[0], expected[0])
     assert torch.allclose(first[1], expected[1], atol=1e-5, rtol=0)
+
+
+def test_stale_split_references_are_rescanned_and_unsplit_rows_allocate_nothing(monkeypatch):
+    """The interpreter runs a row's splits one after the other, so every split before the one holding
+    the row max scores against a lower reference: the merge must rescan those and still draw the
+    torch backend's tokens.  Rows whose max sits in the last split (ascending rows) make every other
+    split stale; all-negative rows (log-softmax) check that a zeroed max key never reads as 0.0."""
+    batch, vocab = 4, 4096
+    logits = torch.linspace(-6, 6, vocab, device=DEVICE).repeat(batch, 1)
+    logits[1] = torch.log_softmax(lm_like_logits(1, vocab, torch.float32, DEVICE, seed=8)[0], dim=-1)
+    logits[3] = -logits[3] - 20
+    logits_2d, params = validated(logits, 0.2, 0.8, torch.arange(batch, device=DEVICE) + 3, 1)
+    for temperature_first in (False, True):
+        tokens, logprobs = launch.sample_triton(logits_2d, params, temperature_first, True, num_splits=4, block=1024)
+        expected, expected_lp = sample_torch(logits_2d, params, temperature_first, True)
+        assert torch.equal(tokens, expected)
+        assert torch.allclose(logprobs, expected_lp, atol=1e-5, rtol=0)
+    seen = []
+    monkeypatch.setattr(launch, "launch_kernel", lambda kernel, grid, kwargs: seen.append(kwargs))
+    launch.sample_triton(logits_2d, params, num_splits=1)
+    assert not seen[0]["HAS_SPLITS"] and seen[0]["split_workspace_ptr"].numel() == 2  # the shared stand-in
+
+
+def test_plan_class_does_not_depend_on_the_batch_size():
+    """One compiled variant for every split batch size of a vocabulary and dtype (no recompiles as the
+    batch changes while serving), and at most two classes in all."""
+    device = torch.device("meta")
+    for itemsize in (4, 2):
+        classes = launch.plan_classes(device, 128256, itemsize, 2048, sm_count=132)
+        assert min(classes.values()) == 1  # B = 1 splits
+        assert sorted(dict(c)["HAS_SPLITS"] for c in classes) in ([True], [False, True])
+
+
+@pytest.mark.parametrize("value", [0, 1, 2**31 - 1, 2**31, 2**32 + 5, 2**63 - 1, -1, -(2**63)])
+def test_scalar_seed_and_offset_words_rebuild_the_int64(value):
+    """Scalar seeds / offsets reach the kernel as two int32 words whatever their size, so the argument
+    types (and the compiled variant) never change with the value."""
+    low, high = launch._words(value)
+    assert -(2**31) <= low < 2**31 and -(2**31) <= high < 2**31
+    assert (high << 32) | (low & 0xFFFFFFFF) == value
+
+
+def test_large_scalar_seeds_draw_what_seed_tensors_draw():
+    """Word-split scalar seeds and offsets (beyond 2**31, negative) give the noise of int64 tensors."""
+    logits = lm_like_logits(3, 3000, torch.float32, DEVICE, seed=4)
+    for seed, offset in ((2**40 + 3, 2**33 + 1), (-5, 2**31), (7, 0)):
+        logits_2d, scalar = validated(logits, 0.1, 1.0, seed, offset)
+        tokens, _ = launch.sample_triton(logits_2d, scalar)
+        assert torch.equal(tokens, sample_torch(logits_2d, scalar)[0])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])

@@ -78,6 +78,12 @@ def teacher_forced(model, prompt, output):
     return logits[len(prompt) - 1: len(prompt) - 1 + len(output)]
 
 
+def next_logits(model, prompt):
+    """Logits [V] of the first token after ``prompt``."""
+    with torch.no_grad():
+        return model(torch.tensor([list(prompt)])).logits[0, -1].float()
+
+
 def kept(logits, min_p, temp):
     """vLLM's min-p kept set (temperature first), with TOL of slack on the logits."""
     return logits >= logits.max(-1, keepdim=True).values + temp * math.log(min_p) - TOL if min_p > 0 else \
@@ -179,10 +185,26 @@ def off(hf_model, on):  # `on` first: one engine alive at a time
 
 # ------------------------------------------------------------------------------------------- plugin on
 
+def test_unknown_sampler_is_a_clear_start_up_error(monkeypatch):
+    """A vLLM whose Sampler.sample is not the one the plugin knows: IncompatibleVLLMError from register(), which
+    vLLM calls while it loads its plugins (before any engine process starts), naming what differs."""
+    from vllm.v1.sample.sampler import Sampler
+
+    from minp_kernels.integrations import vllm as plugin
+
+    def sample(self, logits, metadata, generators):
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(plugin._state, "original_sample", None)
+    monkeypatch.setattr(Sampler, "sample", sample)
+    with pytest.raises(plugin.IncompatibleVLLMError, match=r"Sampler\.sample takes .*MINP_KERNELS_VLLM=0"):
+        plugin.register()
+
+
 def test_reference_rows_have_power(hf_model):
     """The chi-square row keeps a few tokens with moderate probabilities (else the test could not fail)."""
     _, model = hf_model
-    logits = teacher_forced(model, CHI_PROMPT[:-1], CHI_PROMPT[-1:])[0]
+    logits = next_logits(model, CHI_PROMPT)
     probs = minp_kernels.reference.minp_probs(logits[None], MIN_P, TEMP, temperature_first=True)[0]
     support = int((probs > 0).sum())
     assert 3 <= support <= 40, support
@@ -204,7 +226,7 @@ def test_seeded_request_reproducible_and_batch_invariant(on):
 
 def test_batch_tokens_in_kept_set_and_greedy_is_argmax(on, hf_model):
     _, model = hf_model
-    assert on["batch_stats"]["handled_steps"] == 6 and not on["batch_stats"]["fallback"], on["batch_stats"]
+    assert on["batch_stats"]["handled_rows"] == 8 * 6 and not on["batch_stats"]["fallback"], on["batch_stats"]
     for prompt, params, tokens in zip(PROMPTS, batch_params(), on["batch"], strict=True):
         logits = teacher_forced(model, prompt, tokens)
         rows = torch.arange(len(tokens))
@@ -249,13 +271,14 @@ def test_first_token_is_the_documented_draw(on, hf_model):
     """The engine's token is minp_kernels.sample on the transformers logits with the row's documented key:
     the request seed, and an offset drawn from a generator seeded like vLLM's per-request one."""
     _, model = hf_model
-    logits = teacher_forced(model, CHI_PROMPT[:-1], CHI_PROMPT[-1:])[0]
+    logits = next_logits(model, CHI_PROMPT)
     seeds = torch.arange(CHI_SEED0, CHI_SEED0 + CHI_N, dtype=torch.int64)
     offsets = torch.cat([torch.randint(0, INT64_MAX, (1,), generator=torch.Generator().manual_seed(int(s)))
                          for s in seeds])
     expected = minp_kernels.sample(logits.expand(CHI_N, V), MIN_P, TEMP, seed=seeds, offset=offsets,
                                    temperature_first=True)
     mismatches = int((expected != torch.tensor(on["chi"])).sum())
+    print(f"plugin on: {mismatches} of {CHI_N} first tokens differ from minp_kernels.sample on transformers' logits")
     assert mismatches <= CHI_N // 500, mismatches  # only near-ties of the scores may differ (logits' last bits)
 
 
@@ -263,7 +286,7 @@ def test_first_token_frequencies_match_min_p(on, hf_model):
     """Chi-square of CHI_N first tokens (fixed seeds) against the exact min-p probabilities."""
     _, model = hf_model
     assert on["chi_stats"]["handled_rows"] == CHI_N and not on["chi_stats"]["fallback"], on["chi_stats"]
-    logits = teacher_forced(model, CHI_PROMPT[:-1], CHI_PROMPT[-1:])[0]
+    logits = next_logits(model, CHI_PROMPT)
     probs = minp_kernels.reference.minp_probs(logits[None], MIN_P, TEMP, temperature_first=True)[0].double()
     counts = torch.bincount(torch.tensor(on["chi"]), minlength=V).double()
     assert counts[probs == 0].sum() == 0  # nothing outside the kept set
@@ -276,6 +299,7 @@ def test_first_token_frequencies_match_min_p(on, hf_model):
         observed[wanted.argmin()] += counts[~big].sum()
         wanted[wanted.argmin()] += expected[~big].sum()
     p_value = stats.chisquare(observed.numpy(), wanted.numpy() * observed.sum().item() / wanted.sum().item()).pvalue
+    print(f"chi-square: {len(observed)} bins, {int((probs > 0).sum())} kept tokens, p = {p_value:.4f}")
     assert p_value > CHI_ALPHA, (p_value, observed.tolist(), wanted.tolist())
 
 
@@ -291,12 +315,13 @@ def test_plugin_off_gives_vllms_own_tokens(off, on, hf_model):
     import vllm._custom_ops  # noqa: F401  (loads torch.ops._C)
 
     _, model = hf_model
-    logits = teacher_forced(model, CHI_PROMPT[:-1], CHI_PROMPT[-1:])[0] / TEMP
+    logits = next_logits(model, CHI_PROMPT) / TEMP
     probs = logits.softmax(-1)
     logits = logits.masked_fill(probs < probs.max() * MIN_P, float("-inf")).expand(OFF_N, V).contiguous()
     keys = torch.tensor([torch.randint(0, 2**31, (1,), generator=torch.Generator().manual_seed(CHI_SEED0 + i)).item()
                          for i in range(OFF_N)], dtype=torch.long)
     expected = torch.ops._C.fused_gumbel_argmax(logits, keys)
     mismatches = int((expected != torch.tensor(off["first"])).sum())
+    print(f"plugin off: {mismatches} of {OFF_N} first tokens differ from vLLM's CPU sampler on transformers' logits")
     assert mismatches <= OFF_N // 100, mismatches
     assert off["first"] != on["chi"][:OFF_N]  # the plugin's draw differs (same distribution, other noise)

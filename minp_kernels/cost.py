@@ -369,7 +369,7 @@ def main(rows=16):
                 fraction = predict(per_tile, tile_bytes, r["v3_warps"], eta, reread)
                 lines.append(f"| {r['dtype']} | {family} | v3 | {r['v3_block']} / {r['v3_group']}, {r['v3_splits']} | "
                              f"{'shared' if shared else 'own'} | {s3.candidate_share:.1%} | "
-                             f"{s3.noise_groups_per_tile:.3f} | {reread / tile_bytes:+.1%} of the bytes | {ratio3:.2f} | "
-                             f"{fraction:.0%} | pending |")
+                             f"{s3.noise_groups_per_tile:.3f} | {reread / tile_bytes:+.1%} of the bytes | "
+                             f"{ratio3:.2f} | {fraction:.0%} | pending |")
     print("\n".join(lines))
     return 0

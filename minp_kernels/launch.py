@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from .kernels import SHARD_RECORD_WORDS, SPLIT_RECORD_WORDS, minp_sample_kernel, minp_shard_kernel
-from .params import MAX_VOCAB, RowParams
+from .params import RowParams
 
 try:  # Triton >= 3.0; decided when the kernels are decorated.
     from triton.runtime.interpreter import InterpretedFunction

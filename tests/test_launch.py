@@ -61,14 +61,18 @@ def test_each_split_launch_gets_its_own_zeroed_workspace(monkeypatch):
     and captures never share sync words), and the next launch draws the same tokens."""
     seen = []
     real = launch.launch_kernel
-    monkeypatch.setattr(launch, "launch_kernel", lambda kernel, grid, kwargs: (
-        seen.append((kwargs["split_workspace_ptr"], kwargs["split_workspace_ptr"].clone())), real(kernel, grid, kwargs)))
+
+    def spy(kernel, grid, kwargs):
+        seen.append((kwargs["split_workspace_ptr"], kwargs["split_workspace_ptr"].clone()))
+        real(kernel, grid, kwargs)
+
+    monkeypatch.setattr(launch, "launch_kernel", spy)
     logits = lm_like_logits(3, 4000, torch.bfloat16, DEVICE, seed=5)
     logits_2d, params = validated(logits, 0.05, 1.3, torch.arange(3, device=DEVICE), 2)
     first = launch.sample_triton(logits_2d, params, return_logprobs=True, num_splits=4, block=512)
     second = launch.sample_triton(logits_2d, params, return_logprobs=True, num_splits=4, block=512)
     (buffer_1, before_1), (buffer_2, before_2) = seen
-    assert buffer_1.data_ptr() != buffer_2.data_ptr() or buffer_1 is not buffer_2
+    assert buffer_1 is not buffer_2  # a buffer of its own (the allocator may reuse the freed memory)
     assert int(before_1.abs().sum()) == int(before_2.abs().sum()) == 0  # zero when the kernel starts
     assert buffer_1.numel() == 3 * (2 + 4 * 6)  # per row: sync word, max key, 4 records of 6 words
     sync = buffer_1[:3]

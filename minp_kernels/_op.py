@@ -11,7 +11,7 @@ import functools
 import torch
 
 from .params import RowParams
-from .reference import row_tensor
+from .rows import row_tensor
 from .torch_sampler import sample_torch
 
 
@@ -33,16 +33,19 @@ def run_backend(backend, logits_2d, params: RowParams, temperature_first, return
 @torch.library.custom_op("minp_kernels::sample", mutates_args=())
 def sample_op(logits: torch.Tensor, p_base: torch.Tensor, temp: torch.Tensor, seed: torch.Tensor,
               offset: torch.Tensor, seed_shared: bool, temperature_first: bool, return_logprobs: bool,
-              backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+              backend: str, top_k: torch.Tensor | None = None, top_p: torch.Tensor | None = None,
+              top_p_after_min_p: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     batch = logits.shape[0]
     params = RowParams(p_base.expand(batch), temp.expand(batch), seed.expand(batch) if not seed_shared else seed,
-                       offset.expand(batch), seed_shared)
+                       offset.expand(batch), seed_shared, top_k.expand(batch) if top_k is not None else None,
+                       top_p.expand(batch) if top_p is not None else None, top_p_after_min_p)
     tokens, logprobs = run_backend(backend, logits, params, temperature_first, return_logprobs)
     return tokens, logprobs if logprobs is not None else logits.new_empty(0, dtype=torch.float32)
 
 
 @sample_op.register_fake
-def _(logits, p_base, temp, seed, offset, seed_shared, temperature_first, return_logprobs, backend):
+def _(logits, p_base, temp, seed, offset, seed_shared, temperature_first, return_logprobs, backend, top_k=None,
+      top_p=None, top_p_after_min_p=False):
     batch = logits.shape[0]
     return (logits.new_empty(batch, dtype=torch.int64),
             logits.new_empty(batch if return_logprobs else 0, dtype=torch.float32))
@@ -63,5 +66,8 @@ def call_op(logits_2d, params: RowParams, temperature_first, return_logprobs, ba
     tokens, logprobs = torch.ops.minp_kernels.sample(
         logits_2d, as_tensor(params.p_base, device, torch.float64), as_tensor(params.temp, device, torch.float32),
         as_tensor(seed, device, torch.int64), as_tensor(params.offset, device, torch.int64), params.seed_shared,
-        temperature_first, return_logprobs, backend)
+        temperature_first, return_logprobs, backend,
+        as_tensor(params.top_k, device, torch.int64) if params.top_k is not None else None,
+        as_tensor(params.top_p, device, torch.float64) if params.top_p is not None else None,
+        params.top_p_after_min_p)
     return tokens, (logprobs if return_logprobs else None)

@@ -135,6 +135,37 @@ def validate_row_int(name: str, value: object, batch: int, logits_2d: torch.Tens
     return (value - INT64_MIN) % UINT64_END + INT64_MIN  # the same 64 bits, as a signed int64
 
 
+def validate_filters(logits_2d: torch.Tensor, top_k: object, top_p: object,
+                     top_p_after_min_p: object) -> tuple[int | torch.Tensor | None, float | torch.Tensor | None, bool]:
+    """``(top_k, top_p, top_p_after_min_p)`` for :class:`RowParams`; a scalar that leaves every row
+    uncut (``top_k`` None, 0 or ``>= V``; ``top_p`` None or 1) becomes None, so it costs nothing."""
+    batch, vocab = logits_2d.shape
+    top_p_after_min_p = validate_flag("top_p_after_min_p", top_p_after_min_p)
+    if isinstance(top_k, torch.Tensor):
+        if top_k.is_floating_point() or top_k.is_complex() or top_k.dtype == torch.bool:
+            raise TypeError(f"top_k: expected an integer tensor, got dtype {top_k.dtype}")
+        top_k = _validate_row_tensor("top_k", top_k, batch, logits_2d).to(torch.int64)
+    elif top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral):
+            raise TypeError(f"top_k: expected None, an int or an integer tensor of shape [{batch}], got "
+                            f"{_describe(top_k)}")
+        if top_k < 0:
+            raise ValueError(f"top_k: expected an int >= 0 (0: off), got {short_repr(top_k)}")
+        top_k = int(top_k) if 0 < top_k < vocab else None
+    if isinstance(top_p, torch.Tensor):
+        if not top_p.is_floating_point():
+            raise TypeError(f"top_p: expected a floating-point tensor, got dtype {top_p.dtype}")
+        top_p = _validate_row_tensor("top_p", top_p, batch, logits_2d)
+    elif top_p is not None:
+        if isinstance(top_p, bool) or not isinstance(top_p, numbers.Real):
+            raise TypeError(f"top_p: expected None, a float or a tensor of shape [{batch}], got {_describe(top_p)}")
+        top_p = float(top_p)
+        if not 0.0 < top_p <= 1.0:  # NaN fails too
+            raise ValueError(f"top_p: expected a value in (0, 1] (1: off), got {top_p}")
+        top_p = top_p if top_p < 1.0 else None
+    return top_k, top_p, top_p_after_min_p
+
+
 def validate_backend(backend: object, logits: torch.Tensor) -> str:
     """Resolve ``"auto"`` (Triton for CUDA logits); the launcher itself refuses CPU tensors without
     the interpreter."""
@@ -146,7 +177,8 @@ def validate_backend(backend: object, logits: torch.Tensor) -> str:
 
 
 def validate_params(logits_2d: torch.Tensor, p_base: object, temp: object, seed: object, offset: object,
-                    generator: object) -> RowParams:
+                    generator: object, top_k: object = None, top_p: object = None,
+                    top_p_after_min_p: object = False) -> RowParams:
     """Validate the per-row parameters and draw a shared seed when ``seed`` is None."""
     batch = logits_2d.shape[0]
     p_base = validate_row_float("p_base", p_base, batch, logits_2d, upper=1.0)
@@ -166,18 +198,26 @@ def validate_params(logits_2d: torch.Tensor, p_base: object, temp: object, seed:
         # A scalar seed, a Python int or a 0-d tensor, is shared by the rows (the row index then keys the stream).
         seed_shared = not isinstance(seed, torch.Tensor) or seed.ndim == 0
         seed = validate_row_int("seed", seed, batch, logits_2d)
-    return RowParams(p_base, temp, seed, offset, seed_shared)
+    return RowParams(p_base, temp, seed, offset, seed_shared,
+                     *validate_filters(logits_2d, top_k, top_p, top_p_after_min_p))
 
 
 def check_values_strict(logits_2d: torch.Tensor, params: RowParams) -> None:
     """Value checks that need the host to read device memory (``strict=True``)."""
-    for name, value, upper in (("p_base", params.p_base, 1.0), ("temp", params.temp, None)):
+    for name, value, upper in (("p_base", params.p_base, 1.0), ("temp", params.temp, None),
+                               ("top_p", params.top_p, 1.0)):
         if isinstance(value, torch.Tensor):
-            rows = torch.nonzero(out_of_range(value, upper)).flatten().tolist()
+            bad = out_of_range(value, upper) | ((value == 0) if name == "top_p" else False)
+            rows = torch.nonzero(bad).flatten().tolist()
             if rows:
-                bounds = f"[0, {upper}]" if upper is not None else ">= 0"
+                bounds = "(0, 1]" if name == "top_p" else f"[0, {upper}]" if upper is not None else ">= 0"
                 raise ValueError(f"{name}: expected values {bounds}, got {short_repr(value[rows].tolist())} "
                                  f"at rows {_row_list(rows)}")
+    if isinstance(params.top_k, torch.Tensor):
+        rows = torch.nonzero(params.top_k < 0).flatten().tolist()
+        if rows:
+            raise ValueError(f"top_k: expected values >= 0, got {short_repr(params.top_k[rows].tolist())} at rows "
+                             f"{_row_list(rows)}")
     finite = torch.isfinite(logits_2d) | (logits_2d == float("inf"))
     rows = torch.nonzero(~finite.any(dim=-1)).flatten().tolist()
     if rows:

@@ -16,7 +16,8 @@ Backend = Literal["auto", "triton", "torch"]
 def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | torch.Tensor, *,
            seed: int | torch.Tensor | None = None, offset: int | torch.Tensor = 0,
            generator: torch.Generator | None = None, temperature_first: bool = False,
-           return_logprobs: Literal[False] = False, backend: Backend = "auto",
+           top_k: int | torch.Tensor | None = None, top_p: float | torch.Tensor | None = None,
+           top_p_after_min_p: bool = False, return_logprobs: Literal[False] = False, backend: Backend = "auto",
            strict: bool = False) -> torch.Tensor: ...
 
 
@@ -24,20 +25,22 @@ def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | tor
 def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | torch.Tensor, *,
            seed: int | torch.Tensor | None = None, offset: int | torch.Tensor = 0,
            generator: torch.Generator | None = None, temperature_first: bool = False,
-           return_logprobs: Literal[True], backend: Backend = "auto",
+           top_k: int | torch.Tensor | None = None, top_p: float | torch.Tensor | None = None,
+           top_p_after_min_p: bool = False, return_logprobs: Literal[True], backend: Backend = "auto",
            strict: bool = False) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | torch.Tensor, *,
            seed: int | torch.Tensor | None = None, offset: int | torch.Tensor = 0,
            generator: torch.Generator | None = None, temperature_first: bool = False,
-           return_logprobs: bool = False, backend: Backend = "auto",
+           top_k: int | torch.Tensor | None = None, top_p: float | torch.Tensor | None = None,
+           top_p_after_min_p: bool = False, return_logprobs: bool = False, backend: Backend = "auto",
            strict: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Draw one token per row with min-p sampling, fused in one pass over the logits.
 
     Keeps the tokens whose probability is at least ``p_base`` times the row's largest
-    (``logit >= max + ln(p_base)``), then samples among them at temperature ``temp`` with the
-    Gumbel-max trick (Nguyen et al., arXiv 2407.01082).
+    (``logit >= max + ln(p_base)``), optionally cut by top-k and top-p too, then samples among them
+    at temperature ``temp`` with the Gumbel-max trick (Nguyen et al., arXiv 2407.01082).
 
     Parameters
     ----------
@@ -62,7 +65,20 @@ def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | tor
         passing both is a ``ValueError``.
     temperature_first : bool
         Threshold on the tempered distribution, ``logit >= max + temp * ln(p_base)``
-        (Hugging Face / vLLM / SGLang order), instead of the paper's untempered one.
+        (Hugging Face / vLLM / SGLang order), instead of the paper's untempered one.  Applies to
+        top-p's mass too (``softmax(logits / temp)`` instead of ``softmax(logits)``).
+    top_k : int or torch.Tensor, optional
+        Keep only the tokens at least the ``top_k``-th largest logit (ties with it kept).  None, 0
+        or ``>= V``: off.  A scalar or an integer tensor ``[B]`` (0-d: every row); a per-row value
+        below 0 makes that row invalid.
+    top_p : float or torch.Tensor, optional
+        Keep the smallest value-prefix of the tokens whose mass reaches ``top_p`` (a tie at the
+        boundary kept whole), over the top-k set (and over the min-p set too with
+        ``top_p_after_min_p``).  None or 1: off.  A scalar in ``(0, 1]`` or a float tensor ``[B]``; a
+        per-row value NaN, ``<= 0`` or above 1 makes that row invalid.
+    top_p_after_min_p : bool
+        Take top-p's mass over the min-p set as well (vLLM: min-p, top-k, then top-p); default:
+        over the top-k set only (Hugging Face, SGLang, llama.cpp: top-k, top-p, then min-p).
     return_logprobs : bool
         Also return each token's log-probability under the final (truncated, tempered) distribution.
     backend : {"auto", "triton", "torch"}
@@ -107,7 +123,7 @@ def sample(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | tor
     temperature_first = validate_flag("temperature_first", temperature_first)
     return_logprobs = validate_flag("return_logprobs", return_logprobs)
     strict = validate_flag("strict", strict)
-    params = validate_params(logits_2d, p_base, temp, seed, offset, generator)
+    params = validate_params(logits_2d, p_base, temp, seed, offset, generator, top_k, top_p, top_p_after_min_p)
     if strict:
         check_values_strict(logits_2d, params)
     if logits_2d.shape[0] == 0:

@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from ._validation import validate_backend, validate_flag, validate_logits, validate_params
 from .params import MAX_VOCAB, RowInt, RowValue, invalid_rows
-from .reference import row_constants, row_tensor, sanitize_logits
+from .rows import row_constants, row_tensor, sanitize_logits
 from .torch_sampler import shard_candidates_torch
 
 

@@ -333,17 +333,17 @@ def _published_row_max(workspace_ptr, row, batch, num_splits, seg_max, SPIN_POLL
 
 @triton.jit
 def _merge_records(seg_max, seg_reference, seg_score, seg_col, seg_logit, seg_z, row_max, row_ptr, seg_len, col_end,
-                   delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS: tl.constexpr,
+                   delta, floor, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS: tl.constexpr,
                    TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
     """Exact row result from per-segment records.
 
     Segment ``k`` covers columns ``[k * seg_len, (k + 1) * seg_len)``.  Its record holds its max, the
     reference it scored against (a lower bound of the row max, see :func:`_published_row_max`) and
-    its best token for the threshold ``reference + delta``.  A record whose reference is the row max
+    its best token for the threshold ``max(reference + delta, floor)``.  A record whose reference is the row max
     is exact.  The others are rescanned with the row max when the segment holds kept tokens (a
     lower reference rounds the scores differently and keeps a superset).
     """
-    thr = row_max + delta
+    thr = tl.maximum(row_max + delta, floor)
     ids = tl.arange(0, seg_max.shape[0])
     live = (seg_max >= thr) & (seg_max > float("-inf"))
     rescan = live & (seg_reference != row_max)
@@ -379,7 +379,7 @@ def _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, inval
 
 
 @triton.jit
-def _merge_splits(row, num_splits, records_ptr, row_ptr, cols_per_program, vocab_size, delta, inv_temp, greedy,
+def _merge_splits(row, num_splits, records_ptr, row_ptr, cols_per_program, vocab_size, delta, floor, inv_temp, greedy,
                   invalid, seed, offset, stream, tokens_ptr, logprobs_ptr, RETURN_LOGPROBS: tl.constexpr,
                   MAX_SPLITS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
                   WIDTH: tl.constexpr):
@@ -401,7 +401,7 @@ def _merge_splits(row, num_splits, records_ptr, row_ptr, cols_per_program, vocab
     row_max = tl.max(seg_max, axis=0)
     best, best_col, best_logit, z = _merge_records(
         seg_max, seg_reference, seg_score, seg_col, seg_logit, seg_z, row_max, row_ptr, cols_per_program, vocab_size,
-        delta, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
+        delta, floor, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
     _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                   RETURN_LOGPROBS)
 
@@ -419,10 +419,11 @@ def minp_sample_kernel(
     logits_ptr, logits_row_stride, vocab_size, cols_per_program, num_splits,
     p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
     seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride, offset_lo, offset_hi,
-    tokens_ptr, logprobs_ptr, split_workspace_ptr,
+    threshold_ptr, tokens_ptr, logprobs_ptr, split_workspace_ptr,
     P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
-    SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
-    RETURN_LOGPROBS: tl.constexpr, HAS_SPLITS: tl.constexpr, MAX_TILES: tl.constexpr, MAX_SPLITS: tl.constexpr,
+    SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, THRESHOLD_FROM_PTR: tl.constexpr,
+    TEMPERATURE_FIRST: tl.constexpr, RETURN_LOGPROBS: tl.constexpr, HAS_SPLITS: tl.constexpr,
+    MAX_TILES: tl.constexpr, MAX_SPLITS: tl.constexpr,
     SPIN_POLLS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
 ):
     """Min-p sample of split ``program_id(0) % num_splits`` of row ``program_id(0) // num_splits``.
@@ -435,6 +436,10 @@ def minp_sample_kernel(
     L2: they were just read).  With ``HAS_SPLITS`` each program writes a split record and counts
     itself finished in the row's sync word; the program that finishes last merges the records with
     :func:`_merge_records`.  The workspace is zeroed for each launch: nothing is reset here.
+
+    With ``THRESHOLD_FROM_PTR`` the row's kept set is also cut at ``threshold_ptr[row]`` (top-k /
+    top-p, :mod:`minp_kernels.rows`; ``+inf`` marks a row invalid): the threshold is
+    ``max(reference + delta, floor)``, still a lower bound of the final one in a split.
 
     Bytes: ``B * V * itemsize`` read once from memory, plus the candidate tiles' groups read again
     (from cache, or from memory when the resident programs' segments outgrow L2), plus 8 bytes per
@@ -456,6 +461,11 @@ def minp_sample_kernel(
                                                       TEMPERATURE_FIRST)
     row_seed, row_offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride,
                                             offset_lo, offset_hi, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+    if THRESHOLD_FROM_PTR:
+        floor = tl.load(threshold_ptr + row)
+        invalid = invalid | (floor > FLT_MAX)
+    else:
+        floor = tl.full([], float("-inf"), tl.float32)
     BLOCK: tl.constexpr = TILE_ROWS * WIDTH
 
     # Phase 1: one read, tile maxima only.
@@ -478,8 +488,8 @@ def minp_sample_kernel(
 
     # Phase 2: noise only where a token reaches the threshold.
     best, best_col, best_logit, z = _scan_candidate_tiles(
-        row_ptr, tile_max_rec, group_start, col_start, col_end, reference + delta, reference, inv_temp, greedy,
-        row_seed, row_offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
+        row_ptr, tile_max_rec, group_start, col_start, col_end, tl.maximum(reference + delta, floor), reference,
+        inv_temp, greedy, row_seed, row_offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
     if HAS_SPLITS:
         records_ptr = split_workspace_ptr + 2 * batch
         record = records_ptr + pid * SPLIT_RECORD_WORDS
@@ -495,9 +505,9 @@ def minp_sample_kernel(
         tl.debug_barrier()
         state = tl.atomic_add(split_workspace_ptr + row, SYNC_FINISHED_UNIT, sem="acq_rel")
         if (state >> SYNC_FINISHED_SHIFT) == num_splits - 1:
-            _merge_splits(row, num_splits, records_ptr, row_ptr, cols_per_program, vocab_size, delta, inv_temp,
-                          greedy, invalid, row_seed, row_offset, stream, tokens_ptr, logprobs_ptr, RETURN_LOGPROBS,
-                          MAX_SPLITS, TILE_ROWS, GROUP_ROWS, WIDTH)
+            _merge_splits(row, num_splits, records_ptr, row_ptr, cols_per_program, vocab_size, delta, floor,
+                          inv_temp, greedy, invalid, row_seed, row_offset, stream, tokens_ptr, logprobs_ptr,
+                          RETURN_LOGPROBS, MAX_SPLITS, TILE_ROWS, GROUP_ROWS, WIDTH)
     else:
         _store_result(row, best_col, best_logit, z, seg_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                       RETURN_LOGPROBS)

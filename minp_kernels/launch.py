@@ -16,6 +16,7 @@ import torch
 
 from .kernels import SHARD_RECORD_WORDS, SPLIT_RECORD_WORDS, minp_sample_kernel, minp_shard_kernel
 from .params import RowParams
+from .rows import has_filters, params_constants, row_threshold, sanitize_logits
 
 try:  # Triton >= 3.0; decided when the kernels are decorated.
     from triton.runtime.interpreter import InterpretedFunction
@@ -182,9 +183,11 @@ ROW_PARAMETERS = (("p_base", "p_base_ptr", "p_base_stride", ("log_p_base",), "P_
 
 
 def _argument_kinds(params: RowParams):
-    """Which per-row parameters are tensors (the constexpr flags), and whether rows share a seed."""
+    """Which per-row parameters are tensors (the constexpr flags), whether rows share a seed, and
+    whether top-k / top-p cut the kept set (a per-row threshold)."""
     return (isinstance(params.p_base, torch.Tensor), isinstance(params.temp, torch.Tensor),
-            isinstance(params.seed, torch.Tensor), isinstance(params.offset, torch.Tensor), params.seed_shared)
+            isinstance(params.seed, torch.Tensor), isinstance(params.offset, torch.Tensor), params.seed_shared,
+            has_filters(params))
 
 
 def _row_constant_arguments(kinds, float_dummy, int_dummy):
@@ -252,12 +255,13 @@ def _launch_on(logits, kernel, grid, kwargs):
 
 
 def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, return_logprobs, plan: LaunchPlan,
-                            tokens, logprobs, workspace):
+                            tokens, logprobs, workspace, threshold=None):
     """Keyword arguments of :func:`minp_sample_kernel` (also what ``aot.py`` compiles from).
 
     What depends only on the plan and the argument kinds is built once and cached in the plan; a
     call copies it and writes the tensors and per-row values.  ``workspace``: the launch's zeroed
-    int32 split workspace of ``plan.workspace_words`` words, or None when rows are not split.
+    int32 split workspace of ``plan.workspace_words`` words, or None when rows are not split;
+    ``threshold``: the rows' top-k / top-p thresholds (float32 ``[B]``), when ``params`` has filters.
     """
     kinds = _argument_kinds(params)
     key = (kinds, temperature_first, return_logprobs)
@@ -268,6 +272,7 @@ def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, ret
         constant = dict(
             vocab_size=logits_2d.shape[1], cols_per_program=plan.cols_per_program, num_splits=plan.num_splits,
             **_row_constant_arguments(kinds, float_dummy, int_dummy), logprobs_ptr=float_dummy,
+            THRESHOLD_FROM_PTR=kinds[5], threshold_ptr=float_dummy,
             split_workspace_ptr=int_dummy.view(torch.int32), TEMPERATURE_FIRST=bool(temperature_first),
             RETURN_LOGPROBS=bool(return_logprobs), **plan.constexprs, **plan.options)
         plan.constant_arguments[key] = constant
@@ -277,8 +282,24 @@ def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, ret
         args["logprobs_ptr"] = logprobs
     if workspace is not None:
         args["split_workspace_ptr"] = workspace
+    if threshold is not None:
+        args["threshold_ptr"] = threshold
     _fill_row_values(args, params, kinds, logits_2d.shape[0])
     return args
+
+
+def filter_floor(logits_2d, params: RowParams, temperature_first):
+    """The rows' whole kept-set thresholds with top-k / top-p (:func:`minp_kernels.rows.row_threshold`,
+    the torch backend's own), ``+inf`` on invalid rows, for the kernel's ``threshold_ptr``.
+
+    Computed with torch on the logits' device before the launch (a row max, and a sort of the
+    candidates on CUDA): the kernel then draws exactly the torch backend's token.  Folding this
+    selection into the kernel's own pass is the next step (``benchmarks/NOTES.md``).
+    """
+    x = sanitize_logits(logits_2d)
+    inv_temp, delta, greedy = params_constants(params, x.shape[0], x.device, temperature_first)
+    threshold = row_threshold(x, x.amax(dim=1), delta, inv_temp, greedy, params, temperature_first)
+    return threshold.nan_to_num(nan=float("inf")).contiguous()
 
 
 def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_logprobs=False, *,
@@ -297,8 +318,9 @@ def sample_triton(logits_2d, params: RowParams, temperature_first=False, return_
     # Zeroed per launch on the current stream, from the caching allocator: under CUDA-graph capture
     # the memset is captured with the graph and the memory belongs to the graph's pool.
     workspace = torch.zeros(plan.workspace_words, device=device, dtype=torch.int32) if plan.workspace_words else None
+    threshold = filter_floor(logits_2d, params, temperature_first) if has_filters(params) else None
     kwargs = sample_kernel_arguments(logits_2d, params, temperature_first, return_logprobs, plan, tokens, logprobs,
-                                     workspace)
+                                     workspace, threshold)
     _launch_on(logits_2d, minp_sample_kernel, plan.grid, kwargs)
     return tokens, (logprobs if return_logprobs else None)
 

@@ -28,6 +28,9 @@ class RowParams:
     seed: RowInt
     offset: RowInt
     seed_shared: bool
+    top_k: RowInt | None = None  # None: off (also 0 or >= V, per row)
+    top_p: RowValue | None = None  # None: off (also 1.0, per row)
+    top_p_after_min_p: bool = False  # top-p's mass over the min-p set too (vLLM's order)
 
 
 def out_of_range(value: torch.Tensor, upper: float | None) -> torch.Tensor:
@@ -38,8 +41,9 @@ def out_of_range(value: torch.Tensor, upper: float | None) -> torch.Tensor:
 
 
 def invalid_rows(params: RowParams, batch: int, device: torch.device) -> torch.Tensor:
-    """Boolean ``[B]``: rows whose per-row ``p_base`` is NaN or outside ``[0, 1]`` or whose per-row
-    ``temp`` is NaN or negative; they sample token -1 (scalars were checked by validation).
+    """Boolean ``[B]``: rows whose per-row ``p_base`` is NaN or outside ``[0, 1]``, whose per-row
+    ``temp`` is NaN or negative, whose per-row ``top_k`` is negative or whose per-row ``top_p`` is NaN,
+    ``<= 0`` or above 1; they sample token -1 (scalars were checked by validation).
 
     Plain tensor ops, no host sync.
     """
@@ -48,4 +52,8 @@ def invalid_rows(params: RowParams, batch: int, device: torch.device) -> torch.T
         invalid = invalid | out_of_range(params.p_base, 1.0)
     if isinstance(params.temp, torch.Tensor):
         invalid = invalid | out_of_range(params.temp, None)
+    if isinstance(params.top_k, torch.Tensor):
+        invalid = invalid | (params.top_k < 0)
+    if isinstance(params.top_p, torch.Tensor):
+        invalid = invalid | out_of_range(params.top_p, 1.0) | (params.top_p == 0)
     return invalid

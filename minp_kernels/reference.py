@@ -1,11 +1,12 @@
-"""Exact torch reference for min-p sampling.
+"""Exact torch reference for min-p sampling (with optional top-k / top-p).
 
 Everything here is plain, dense torch, runs on any device, and defines the semantics the Triton
 kernel and the torch backend (:mod:`minp_kernels.torch_sampler`) reproduce bit for bit:
 
 * ``x``: logits in float32, NaN read as ``-inf``, ``+inf`` clamped to the largest float32.
 * ``m = max(x)``; kept set ``x >= m + delta`` with ``delta = ln(p_base)`` (paper order) or
-  ``temp * ln(p_base)`` (``temperature_first``), and ``x > -inf``.
+  ``temp * ln(p_base)`` (``temperature_first``), and ``x > -inf``; with ``top_k`` / ``top_p`` also at
+  least their thresholds (:mod:`minp_kernels.rows`, where the row math of every backend lives).
 * draw ``argmax over kept i of max(max(x_i - m, -FLT_MAX) * (1/temp) + G_i, -FLT_MAX)``, lowest
   index on ties, with ``G_i`` from :func:`minp_kernels.philox.gumbel_noise`; ``temp == 0`` (or
   ``1/temp`` overflowing) is greedy: ``argmax x``.  Scoring relative to ``m`` keeps the noise in
@@ -16,71 +17,12 @@ kernel and the torch backend (:mod:`minp_kernels.torch_sampler`) reproduce bit f
 
 import torch
 
-from ._validation import validate_flag, validate_logits, validate_row_float
-from .params import RowParams, invalid_rows
+from ._validation import validate_filters, validate_flag, validate_logits, validate_row_float
+from .params import RowParams
 from .philox import gumbel_noise
+from .rows import NEG_INF, gumbel_scores, params_constants, row_noise_keys, row_threshold, sanitize_logits
 
-FLT_MAX = torch.finfo(torch.float32).max
-NEG_INF = float("-inf")
-
-RowConstants = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 KeptSet = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def sanitize_logits(logits_2d: torch.Tensor) -> torch.Tensor:
-    """float32 logits with NaN -> -inf and +inf -> FLT_MAX (so +inf tokens stay comparable)."""
-    return torch.nan_to_num(logits_2d.float(), nan=NEG_INF, posinf=FLT_MAX, neginf=NEG_INF)
-
-
-def row_tensor(value: float | int | torch.Tensor, batch: int, device: torch.device,
-               dtype: torch.dtype) -> torch.Tensor:
-    """A scalar or ``[B]`` tensor parameter as a ``[B]`` tensor of ``dtype`` (``[1]`` broadcasts).
-
-    A Python float is rounded to a float ``dtype`` as the kernel's launch rounds it (1e39 becomes
-    inf, 1e-40 a subnormal) instead of raising on overflow.
-    """
-    if isinstance(value, torch.Tensor):
-        return value.to(device=device, dtype=dtype).expand(batch)
-    if isinstance(value, float) and dtype.is_floating_point:
-        return torch.full((batch,), value, device=device, dtype=torch.float64).to(dtype)
-    return torch.full((batch,), value, device=device, dtype=dtype)
-
-
-def row_constants(p_base: torch.Tensor, temp: torch.Tensor, temperature_first: bool) -> RowConstants:
-    """Per-row ``(inv_temp, delta, greedy)``, float32, exactly as the kernel computes them.
-
-    ``ln(p_base)`` is taken in float64 and rounded once to float32, ``1/temp`` is an IEEE float32
-    division (of ``temp + 0.0``, so that a temperature of -0.0 is greedy like 0.0), and ``delta`` is
-    the threshold's offset from the row max.
-    """
-    log_p = torch.log(p_base.double()).float()
-    temp = temp.float() + 0.0
-    inv_temp = torch.ones_like(temp) / temp
-    greedy = inv_temp == float("inf")
-    delta = torch.where(log_p == 0, 0.0, temp * log_p) if temperature_first else log_p
-    return inv_temp, torch.where(greedy, 0.0, delta), greedy
-
-
-def kept_threshold(row_max: torch.Tensor, delta: torch.Tensor, invalid: torch.Tensor) -> torch.Tensor:
-    """Per-row threshold ``t`` such that ``x >= t`` is the kept set (``x >= m + delta`` and ``x > -inf``).
-
-    Raising ``m + delta`` to ``-FLT_MAX`` folds the ``x > -inf`` test into the one comparison.  An
-    ``invalid`` row (:func:`minp_kernels.params.invalid_rows`) gets NaN: no logit compares ``>=``
-    to NaN, so it keeps nothing.
-    """
-    return torch.where(invalid, float("nan"), (row_max + delta).clamp_min(-FLT_MAX))
-
-
-def row_noise_keys(params: RowParams, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                 torch.Tensor]:
-    """Per-row int64 ``(seed, offset, stream)`` of the Philox stream (see :mod:`minp_kernels.philox`)."""
-    seed = row_tensor(params.seed, batch, device, torch.int64)
-    offset = row_tensor(params.offset, batch, device, torch.int64)
-    if params.seed_shared:
-        stream = torch.arange(batch, device=device)
-    else:
-        stream = torch.zeros(batch, device=device, dtype=torch.int64)
-    return seed, offset, stream
 
 
 def _kept_set(logits_2d: torch.Tensor, params: RowParams, temperature_first: bool,
@@ -88,18 +30,10 @@ def _kept_set(logits_2d: torch.Tensor, params: RowParams, temperature_first: boo
     """Sanitised logits, row max (given, for a vocabulary shard), kept mask and row constants."""
     batch, device = logits_2d.shape[0], logits_2d.device
     x = sanitize_logits(logits_2d)
-    p_base = row_tensor(params.p_base, batch, device, torch.float64)
-    temp = row_tensor(params.temp, batch, device, torch.float32)
-    inv_temp, delta, greedy = row_constants(p_base, temp, temperature_first)
+    inv_temp, delta, greedy = params_constants(params, batch, device, temperature_first)
     row_max = x.amax(dim=-1) if row_max is None else row_max
-    keep = x >= kept_threshold(row_max, delta, invalid_rows(params, batch, device))[:, None]
+    keep = x >= row_threshold(x, row_max, delta, inv_temp, greedy, params, temperature_first)[:, None]
     return x, row_max, keep, inv_temp, greedy
-
-
-def gumbel_scores(x: torch.Tensor, row_max: torch.Tensor, inv_temp: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """``max(max(x - m, -FLT_MAX) * inv_temp + G, -FLT_MAX)``, rounded after each operation as the
-    kernel computes it (no fused multiply-add); every argument broadcasts against ``x``."""
-    return ((x - row_max).clamp_min_(-FLT_MAX) * inv_temp + noise).clamp_min_(-FLT_MAX)
 
 
 def _scores(x, row_max, keep, inv_temp, greedy, params: RowParams, token_base=0):
@@ -175,29 +109,36 @@ def sample_reference(logits_2d: torch.Tensor, params: RowParams, temperature_fir
     return tokens, torch.where(empty, float("nan"), logprobs)
 
 
-def _validated_kept_set(logits, p_base, temp, temperature_first) -> tuple[KeptSet, bool]:
+def _validated_kept_set(logits, p_base, temp, temperature_first, top_k=None, top_p=None,
+                        top_p_after_min_p=False) -> tuple[KeptSet, bool]:
     """Validate the public helpers' arguments, then :func:`_kept_set` (and whether the input was 1-D)."""
     logits_2d, was_1d = validate_logits(logits)
     temperature_first = validate_flag("temperature_first", temperature_first)
     batch = logits_2d.shape[0]
     p_base = validate_row_float("p_base", p_base, batch, logits_2d, upper=1.0)
     temp = validate_row_float("temp", temp, batch, logits_2d)
-    return _kept_set(logits_2d, RowParams(p_base, temp, 0, 0, True), temperature_first), was_1d
+    params = RowParams(p_base, temp, 0, 0, True, *validate_filters(logits_2d, top_k, top_p, top_p_after_min_p))
+    return _kept_set(logits_2d, params, temperature_first), was_1d
 
 
 def kept_mask(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | torch.Tensor, *,
-              temperature_first: bool = False) -> torch.Tensor:
-    """Boolean ``[B, V]`` mask of the kept set (``x >= m + delta`` and finite), before any softmax.
+              temperature_first: bool = False, top_k: int | torch.Tensor | None = None,
+              top_p: float | torch.Tensor | None = None, top_p_after_min_p: bool = False) -> torch.Tensor:
+    """Boolean ``[B, V]`` mask of the kept set (``x >= m + delta`` and finite, and the top-k / top-p
+    thresholds when given, as in :func:`minp_kernels.sample`), before any softmax.
 
     Unlike ``minp_probs(...) > 0`` it also counts kept tokens whose probability underflows float32.
-    A row without a finite logit, or with an invalid per-row ``p_base`` / ``temp``, is all False.
+    A row without a finite logit, or with an invalid per-row ``p_base`` / ``temp`` / ``top_k`` /
+    ``top_p``, is all False.
     """
-    (_, _, keep, _, _), was_1d = _validated_kept_set(logits, p_base, temp, temperature_first)
+    (_, _, keep, _, _), was_1d = _validated_kept_set(logits, p_base, temp, temperature_first, top_k, top_p,
+                                                     top_p_after_min_p)
     return keep[0] if was_1d else keep
 
 
 def minp_probs(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float | torch.Tensor, *,
-               temperature_first: bool = False) -> torch.Tensor:
+               temperature_first: bool = False, top_k: int | torch.Tensor | None = None,
+               top_p: float | torch.Tensor | None = None, top_p_after_min_p: bool = False) -> torch.Tensor:
     """Probabilities of the min-p sampler, float32 ``[B, V]``, exactly zero outside the kept set.
 
     Parameters
@@ -208,13 +149,15 @@ def minp_probs(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float |
         Scalars or per-row ``[B]`` tensors.
     temperature_first : bool
         Threshold on the tempered distribution (HF / vLLM order) instead of the untempered one.
+    top_k, top_p, top_p_after_min_p
+        The optional filters, as in :func:`minp_kernels.sample`.
 
     Returns
     -------
     torch.Tensor
         float32 ``[B, V]`` (``[V]`` for 1-D input).  ``temp == 0`` gives a one-hot at the greedy
-        argmax; a row without a finite logit, or with an invalid per-row ``p_base`` / ``temp``
-        (NaN, ``p_base`` outside ``[0, 1]``, ``temp < 0``), is all zeros.
+        argmax; a row without a finite logit, or with an invalid per-row parameter (NaN, ``p_base``
+        outside ``[0, 1]``, ``temp < 0``, ``top_k < 0``, ``top_p`` outside ``(0, 1]``), is all zeros.
 
     Examples
     --------
@@ -223,7 +166,8 @@ def minp_probs(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float |
     >>> (probs > 0).tolist()
     [True, False, True, False]
     """
-    (x, row_max, keep, inv_temp, greedy), was_1d = _validated_kept_set(logits, p_base, temp, temperature_first)
+    (x, row_max, keep, inv_temp, greedy), was_1d = _validated_kept_set(logits, p_base, temp, temperature_first,
+                                                                       top_k, top_p, top_p_after_min_p)
     weights = torch.where(keep, torch.exp((x - row_max[:, None]) * inv_temp[:, None]), 0.0)
     probs = weights / weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     one_hot = torch.nn.functional.one_hot(x.argmax(dim=-1), x.shape[-1]).float()

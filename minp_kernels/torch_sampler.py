@@ -37,16 +37,16 @@ import torch
 
 from .params import RowParams, invalid_rows
 from .philox import counter_run_words, gumbel_from_words, token_list_words
-from .reference import (
+from .reference import sample_reference, shard_candidates_reference
+from .rows import (
     NEG_INF,
+    filter_threshold,
     gumbel_scores,
+    has_filters,
     kept_threshold,
-    row_constants,
+    params_constants,
     row_noise_keys,
-    row_tensor,
-    sample_reference,
     sanitize_logits,
-    shard_candidates_reference,
 )
 
 __all__ = ["sample_torch", "shard_candidates_torch"]
@@ -92,20 +92,24 @@ def _chunk_maxima(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return body, tail, body_max, torch.cat([body_max, tail], dim=1).amax(dim=-1).float()
 
 
-def _live_runs(logits_2d: torch.Tensor, delta: torch.Tensor, invalid: torch.Tensor,
-               row_max: torch.Tensor | None) -> _Runs:
-    """Row max (unless given, for a shard) and the chunks whose max reaches ``row_max + delta``.
+def _live_runs(logits_2d: torch.Tensor, params: RowParams, temperature_first: bool, row_max: torch.Tensor | None,
+               constants: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> _Runs:
+    """Row max (unless given, for a shard), the kept set's threshold, and the chunks whose max reaches it.
 
     Without NaN or ``+inf`` the input already is its sanitised self up to an exact float32
-    conversion, so it is compared as is (bf16 / fp16 included) and no ``[B, V]`` copy is made.
+    conversion, so it is compared as is (bf16 / fp16 included) and no ``[B, V]`` copy is made
+    (top-k / top-p rows take a float32 copy for their thresholds).
     """
+    inv_temp, delta, greedy = constants
     x = logits_2d
     body, tail, body_max, local_max = _chunk_maxima(x)
     if bool((torch.isnan(local_max) | (local_max == float("inf"))).any()):
         x = sanitize_logits(logits_2d)
         body, tail, body_max, local_max = _chunk_maxima(x)
     row_max = local_max if row_max is None else row_max
-    threshold = kept_threshold(row_max, delta, invalid)
+    threshold = kept_threshold(row_max, delta, invalid_rows(params, x.shape[0], x.device))
+    if has_filters(params):
+        threshold = filter_threshold(x.float(), row_max, threshold, inv_temp, greedy, params, temperature_first)
     batch, n, tail_width = body.shape[0], body.shape[1], tail.shape[1]
 
     live = (body_max >= threshold[:, None]).view(-1).nonzero().squeeze(1)
@@ -192,10 +196,8 @@ def _draw_rows(logits_2d: torch.Tensor, params: RowParams, temperature_first: bo
     """Kept set, noise for the live chunks' kept tokens only, and each row's argmax (and normaliser)."""
     batch, vocab = logits_2d.shape
     device = logits_2d.device
-    p_base = row_tensor(params.p_base, batch, device, torch.float64)
-    temp = row_tensor(params.temp, batch, device, torch.float32)
-    inv_temp, delta, greedy = row_constants(p_base, temp, temperature_first)
-    runs = _live_runs(logits_2d, delta, invalid_rows(params, batch, device), row_max)
+    inv_temp, delta, greedy = params_constants(params, batch, device, temperature_first)
+    runs = _live_runs(logits_2d, params, temperature_first, row_max, (inv_temp, delta, greedy))
 
     per_row = (*row_noise_keys(params, batch, device), inv_temp, greedy, runs.row_max, runs.threshold)
     if not runs.whole_rows:

@@ -129,6 +129,10 @@ class _State:
 
 _state = _State()
 _logger = None
+# vLLM names the patch reads on every step, bound once by install().
+_MinPLogitsProcessor = None
+_SAMPLING_EPS = 1e-5
+_PROCESSED_LOGPROBS_MODES = ()
 
 
 def _log() -> logging.Logger:
@@ -234,10 +238,17 @@ def _incompatible_text(problems: list[str]) -> str:
 
 def install(sample: bool = True, timing: bool = False) -> None:
     """Patch ``Sampler.sample`` (``sample=True``) and add the timers (``timing=True``); idempotent."""
+    global _MinPLogitsProcessor, _SAMPLING_EPS, _PROCESSED_LOGPROBS_MODES
     with _state.lock:
         check_compatible()
+        from vllm.config.model import PROCESSED_LOGPROBS_MODES
         from vllm.platforms import current_platform
+        from vllm.v1.sample import sampler as sampler_mod
+        from vllm.v1.sample.logits_processor.builtin import MinPLogitsProcessor
         from vllm.v1.sample.sampler import Sampler
+
+        _MinPLogitsProcessor, _SAMPLING_EPS = MinPLogitsProcessor, sampler_mod._SAMPLING_EPS
+        _PROCESSED_LOGPROBS_MODES = tuple(PROCESSED_LOGPROBS_MODES)
 
         _state.backend = "triton" if current_platform.device_type == "cuda" else "torch"
         if sample and not _state.installed:
@@ -257,9 +268,6 @@ def install(sample: bool = True, timing: bool = False) -> None:
 
 def _fallback_reason(sampler, logits: torch.Tensor, md, logprobs_mode) -> str | None:
     """Why this step goes to vLLM's own sample (None: minp_kernels draws it).  Host-side checks only."""
-    from vllm.config.model import PROCESSED_LOGPROBS_MODES
-    from vllm.v1.sample.logits_processor.builtin import MinPLogitsProcessor
-
     if not _state.enabled:
         return "disabled"
     if not _env_enabled():  # a process forked from one where the patch was installed, with the plugin off
@@ -268,7 +276,7 @@ def _fallback_reason(sampler, logits: torch.Tensor, md, logprobs_mode) -> str | 
         return "all_greedy"
     if md.top_k is not None or md.top_p is not None:
         return "top_k_top_p"
-    if logprobs_mode in PROCESSED_LOGPROBS_MODES and (md.max_num_logprobs is not None or md.logprob_token_ids):
+    if logprobs_mode in _PROCESSED_LOGPROBS_MODES and (md.max_num_logprobs is not None or md.logprob_token_ids):
         return "processed_logprobs"
     if getattr(sampler, "use_fp64_gumbel", False):
         return "fp64_gumbel"
@@ -278,7 +286,7 @@ def _fallback_reason(sampler, logits: torch.Tensor, md, logprobs_mode) -> str | 
     if md.temperature.shape != (batch,):
         return "device_or_shape"
     for proc in md.logitsprocs.argmax_invariant:
-        if type(proc) is not MinPLogitsProcessor:
+        if type(proc) is not _MinPLogitsProcessor:
             return "logits_processor"
         if proc.min_p_count and tuple(proc.min_p.shape) != (batch, 1):
             return "device_or_shape"
@@ -314,13 +322,10 @@ def _patched_sample(self, logits: torch.Tensor, sampling_metadata, logprobs_mode
         _state.fallback[reason] += 1
         return _state.original_sample(self, logits, md, logprobs_mode_override)
 
-    from vllm.v1.sample.logits_processor.builtin import MinPLogitsProcessor
-    from vllm.v1.sample.sampler import _SAMPLING_EPS
-
     batch = logits.shape[0]
     min_p: float | torch.Tensor = 0.0
     for proc in md.logitsprocs.argmax_invariant:  # only vLLM's MinPLogitsProcessor gets here
-        if isinstance(proc, MinPLogitsProcessor) and proc.min_p_count:
+        if proc.min_p_count:
             min_p = proc.min_p.view(batch)
     # vLLM's greedy rule: temperature < 1e-5 is greedy (its greedy rows hold 0 or -1 here).
     temp = md.temperature

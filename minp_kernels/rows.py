@@ -1,0 +1,219 @@
+"""Row math shared by every backend: sanitised logits, per-row constants, the kept set's threshold,
+the noise keys and the draw's score.
+
+The readable reference (:mod:`minp_kernels.reference`), the torch backend
+(:mod:`minp_kernels.torch_sampler`) and the Triton launcher all take these from here, so a row's
+arithmetic is written once.  Everything is plain torch on any device and never syncs with the host,
+except where a function says it takes a CPU-only shortcut.
+
+The kept set is an upper set of the row's values: ``x >= threshold`` with
+
+``threshold = max(m + delta, tau_k, tau_p)``
+
+* ``m + delta``: min-p (``delta = ln p_base``, or ``temp * ln p_base`` with ``temperature_first``);
+* ``tau_k``: the ``top_k``-th largest value (ties with it kept), ``-inf`` when top-k is off;
+* ``tau_p``: the smallest value ``v`` of ``A`` (the tokens at least ``tau_k``, and at least ``m + delta``
+  when ``top_p_after_min_p``) whose *strictly larger* tokens of ``A`` hold less than ``top_p`` of ``A``'s
+  mass, under ``softmax(y)`` restricted to ``A`` (``y = x / temp`` with ``temperature_first``, else
+  ``x``): the smallest value-prefix reaching ``top_p``, a tie at the boundary kept whole.
+
+Masses are summed exactly, in fixed point: each weight ``exp((x - m) * s)`` (at most 1) is counted in
+units of ``2**-32`` of the row max's weight (``MASS_UNIT``), so the sums are int64 and every backend
+and summation order gets the same integers, hence the same kept set; weights below one unit count
+as zero.
+"""
+
+import math
+
+import torch
+
+from .params import RowParams, invalid_rows
+
+FLT_MAX = torch.finfo(torch.float32).max
+NEG_INF = float("-inf")
+MASS_UNIT = 2.0**32  # fixed-point scale of the top-p masses
+
+RowConstants = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def sanitize_logits(logits_2d: torch.Tensor) -> torch.Tensor:
+    """float32 logits with NaN -> -inf and +inf -> FLT_MAX (so +inf tokens stay comparable)."""
+    return torch.nan_to_num(logits_2d.float(), nan=NEG_INF, posinf=FLT_MAX, neginf=NEG_INF)
+
+
+def row_tensor(value: float | int | torch.Tensor, batch: int, device: torch.device,
+               dtype: torch.dtype) -> torch.Tensor:
+    """A scalar or ``[B]`` tensor parameter as a ``[B]`` tensor of ``dtype`` (``[1]`` broadcasts).
+
+    A Python float is rounded to a float ``dtype`` as the kernel's launch rounds it (1e39 becomes
+    inf, 1e-40 a subnormal) instead of raising on overflow.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype).expand(batch)
+    if isinstance(value, float) and dtype.is_floating_point:
+        return torch.full((batch,), value, device=device, dtype=torch.float64).to(dtype)
+    return torch.full((batch,), value, device=device, dtype=dtype)
+
+
+def row_constants(p_base: torch.Tensor, temp: torch.Tensor, temperature_first: bool) -> RowConstants:
+    """Per-row ``(inv_temp, delta, greedy)``, float32, exactly as the kernel computes them.
+
+    ``ln(p_base)`` is taken in float64 and rounded once to float32, ``1/temp`` is an IEEE float32
+    division (of ``temp + 0.0``, so that a temperature of -0.0 is greedy like 0.0), and ``delta`` is
+    the threshold's offset from the row max.
+    """
+    log_p = torch.log(p_base.double()).float()
+    temp = temp.float() + 0.0
+    inv_temp = torch.ones_like(temp) / temp
+    greedy = inv_temp == float("inf")
+    delta = torch.where(log_p == 0, 0.0, temp * log_p) if temperature_first else log_p
+    return inv_temp, torch.where(greedy, 0.0, delta), greedy
+
+
+def params_constants(params: RowParams, batch: int, device: torch.device, temperature_first: bool) -> RowConstants:
+    """:func:`row_constants` of validated parameters."""
+    return row_constants(row_tensor(params.p_base, batch, device, torch.float64),
+                         row_tensor(params.temp, batch, device, torch.float32), temperature_first)
+
+
+def kept_threshold(row_max: torch.Tensor, delta: torch.Tensor, invalid: torch.Tensor) -> torch.Tensor:
+    """Per-row min-p threshold ``t`` such that ``x >= t`` is the min-p kept set (``x >= m + delta``
+    and ``x > -inf``).
+
+    Raising ``m + delta`` to ``-FLT_MAX`` folds the ``x > -inf`` test into the one comparison.  An
+    ``invalid`` row (:func:`minp_kernels.params.invalid_rows`) gets NaN: no logit compares ``>=``
+    to NaN, so it keeps nothing.
+    """
+    return torch.where(invalid, float("nan"), (row_max + delta).clamp_min(-FLT_MAX))
+
+
+def row_noise_keys(params: RowParams, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                 torch.Tensor]:
+    """Per-row int64 ``(seed, offset, stream)`` of the Philox stream (see :mod:`minp_kernels.philox`)."""
+    seed = row_tensor(params.seed, batch, device, torch.int64)
+    offset = row_tensor(params.offset, batch, device, torch.int64)
+    if params.seed_shared:
+        stream = torch.arange(batch, device=device)
+    else:
+        stream = torch.zeros(batch, device=device, dtype=torch.int64)
+    return seed, offset, stream
+
+
+def gumbel_scores(x: torch.Tensor, row_max: torch.Tensor, inv_temp: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``max(max(x - m, -FLT_MAX) * inv_temp + G, -FLT_MAX)``, rounded after each operation as the
+    kernel computes it (no fused multiply-add); every argument broadcasts against ``x``."""
+    return ((x - row_max).clamp_min_(-FLT_MAX) * inv_temp + noise).clamp_min_(-FLT_MAX)
+
+
+# ------------------------------------------------------------------------------------------------
+# Top-k and top-p
+# ------------------------------------------------------------------------------------------------
+def has_filters(params: RowParams) -> bool:
+    """Whether top-k or top-p may cut any row (a per-row tensor counts, whatever its values)."""
+    return params.top_k is not None or params.top_p is not None
+
+
+def _top_k_threshold(x: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    """The ``top_k``-th largest value of each row (``-inf`` where ``top_k`` is 0 or at least ``V``:
+    off).  ``top_k`` int64 ``[B]``, already checked ``>= 0`` (negative rows are invalid)."""
+    vocab = x.shape[1]
+    on = (top_k > 0) & (top_k < vocab)
+    if x.device.type == "cpu":  # one host read of the largest k: free on the CPU, and topk beats a sort
+        largest = int(torch.where(on, top_k, 1).max())
+        values = x.topk(largest, dim=1, sorted=True).values
+    else:  # no host sync: a full sort
+        values = x.sort(dim=1, descending=True).values
+    kth = values.gather(1, (torch.where(on, top_k, 1) - 1).clamp_max(values.shape[1] - 1)[:, None])[:, 0]
+    return torch.where(on, kth, NEG_INF)
+
+
+def mass_units(x: torch.Tensor, row_max: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """int64 weight of each token in units of ``2**-32`` of the row max's: ``floor(exp((x - m) * s) *
+    2**32)``, 0 for ``-inf`` tokens (every argument broadcasts against ``x``)."""
+    shifted = torch.where(x > NEG_INF, (x - row_max) * scale, NEG_INF)
+    return (torch.exp(shifted).double() * MASS_UNIT).floor().to(torch.int64)
+
+
+def top_p_threshold_of_sorted(values: torch.Tensor, units: torch.Tensor, total: torch.Tensor,
+                              top_p: torch.Tensor) -> torch.Tensor:
+    """``tau_p`` from a row's candidate values sorted descending (``-inf`` padding last) and their mass
+    units: the value at the last position whose strictly larger mass is below ``top_p * total``.
+
+    Positions of one tie share the mass before the tie's first position, so a tie straddling the
+    boundary is kept whole.  ``total``: the mass of the whole of ``A`` (int64 ``[B]``).
+    """
+    before = units.cumsum(dim=1) - units  # mass of the earlier positions
+    tie_start = torch.ones_like(values, dtype=torch.bool)
+    tie_start[:, 1:] = values[:, 1:] != values[:, :-1]
+    # Mass strictly larger than each position's value: the mass before its tie's first position.
+    first = torch.where(tie_start, torch.arange(values.shape[1], device=values.device), 0).cummax(dim=1).values
+    strictly_larger = before.gather(1, first)
+    inside = (strictly_larger.double() < top_p.double()[:, None] * total.double()[:, None]) & (values > NEG_INF)
+    last = (inside.sum(dim=1) - 1).clamp_min(0)
+    return values.gather(1, last[:, None])[:, 0]
+
+
+# Cuts tried before sorting top-p candidates: weights of exp(-c) of the row max's, in mass units.  The
+# highest cut whose tokens already hold top_p of the mass bounds the kept set (see _top_p_threshold).
+_CUT_UNITS = [int(MASS_UNIT * math.exp(-c)) for c in (0.5, 1, 2, 3, 4, 6, 8, 12, 16)]
+
+
+def _top_p_threshold(x: torch.Tensor, row_max: torch.Tensor, a_threshold: torch.Tensor, scale: torch.Tensor,
+                     top_p: torch.Tensor) -> torch.Tensor:
+    """``tau_p`` of every row (``-inf`` where ``top_p`` is 1: off).
+
+    Only part of ``A`` is sorted.  Mass units rise with the value, so the tokens of at least ``c``
+    units are an upper set; once they hold ``top_p`` of ``A``'s mass, every token below them has at
+    least that much strictly above it and is not kept.  The highest such cut of ``_CUT_UNITS`` (or
+    1 unit: every token with mass) bounds the candidates; only they are sorted.
+    """
+    in_a = x >= a_threshold[:, None]
+    units = torch.where(in_a, mass_units(x, row_max[:, None], scale[:, None]), 0)
+    total = units.sum(dim=1)
+    goal = top_p.double() * total.double()
+    cut = torch.ones_like(total)
+    for level in _CUT_UNITS[::-1]:  # ascending cuts: the last one that holds the goal wins
+        held = torch.where(units >= level, units, 0).sum(dim=1).double() >= goal
+        cut = torch.where(held, level, cut)
+    candidates = torch.where(units >= cut[:, None], x, NEG_INF)
+    if x.device.type == "cpu":  # sort only as many candidates as the widest row has: one host read
+        width = max(1, int((candidates > NEG_INF).sum(dim=1).max()))
+        values, order = candidates.topk(width, dim=1, sorted=True)
+    else:
+        values, order = candidates.sort(dim=1, descending=True)
+    tau = top_p_threshold_of_sorted(values, units.gather(1, order), total, top_p)
+    return torch.where(top_p < 1.0, tau, NEG_INF)
+
+
+def filter_threshold(x: torch.Tensor, row_max: torch.Tensor, minp_threshold: torch.Tensor, inv_temp: torch.Tensor,
+                     greedy: torch.Tensor, params: RowParams, temperature_first: bool) -> torch.Tensor:
+    """The kept set's threshold with top-k and top-p: ``max(minp_threshold, tau_k, tau_p)`` (float32 ``[B]``).
+
+    ``x``: sanitised float32 ``[B, V]`` rows, ``row_max`` their max, ``minp_threshold`` from
+    :func:`kept_threshold` (NaN on invalid rows, which stays NaN).  Greedy rows skip top-p: their
+    token, the row max, is in every kept set.
+    """
+    if not has_filters(params):
+        return minp_threshold
+    batch, device = x.shape[0], x.device
+    threshold = minp_threshold
+    tau_k = torch.full((batch,), NEG_INF, device=device)
+    if params.top_k is not None:
+        tau_k = _top_k_threshold(x, row_tensor(params.top_k, batch, device, torch.int64).clamp_min(0))
+        threshold = torch.maximum(threshold, tau_k)
+    if params.top_p is not None:
+        a_threshold = torch.maximum(tau_k, minp_threshold) if params.top_p_after_min_p else tau_k
+        a_threshold = torch.nan_to_num(a_threshold, nan=FLT_MAX).clamp_min(-FLT_MAX)  # invalid rows: any A
+        scale = torch.where(greedy, 0.0, inv_temp) if temperature_first else torch.ones_like(inv_temp)
+        top_p = row_tensor(params.top_p, batch, device, torch.float64).nan_to_num(1.0).clamp(0.0, 1.0)
+        tau_p = _top_p_threshold(x, row_max, a_threshold, scale, torch.where(greedy, 1.0, top_p))
+        threshold = torch.maximum(threshold, tau_p)
+    return threshold
+
+
+def row_threshold(x: torch.Tensor, row_max: torch.Tensor, delta: torch.Tensor, inv_temp: torch.Tensor,
+                  greedy: torch.Tensor, params: RowParams, temperature_first: bool) -> torch.Tensor:
+    """The whole kept set's threshold, float32 ``[B]``: ``x >= it`` is kept (NaN: an invalid row)."""
+    invalid = invalid_rows(params, x.shape[0], x.device)
+    return filter_threshold(x, row_max, kept_threshold(row_max, delta, invalid), inv_temp, greedy, params,
+                            temperature_first)

@@ -166,10 +166,11 @@ def many_draws(row: torch.Tensor, p_base: float, temp: float, *, backend: str, d
                             seed=torch.arange(draws) + first_seed, **kwargs)
 
 
-def both_backends(logits, p_base, temp, seed, offset=0, temperature_first=False, return_logprobs=False, **launch):
+def both_backends(logits, p_base, temp, seed, offset=0, temperature_first=False, return_logprobs=False, *,
+                  top_k=None, top_p=None, top_p_after_min_p=False, **launch):
     """(triton result, torch result) on validated inputs; ``launch`` overrides the kernel plan."""
     logits_2d, _ = validate_logits(logits)
-    params = validate_params(logits_2d, p_base, temp, seed, offset, None)
+    params = validate_params(logits_2d, p_base, temp, seed, offset, None, top_k, top_p, top_p_after_min_p)
     fused = sample_triton(logits_2d, params, temperature_first, return_logprobs, **launch)
     ref = sample_torch(logits_2d, params, temperature_first, return_logprobs)
     return fused, ref

@@ -118,7 +118,8 @@ def test_frequencies_match_the_exact_probabilities(filters):
             assert p > ALPHA / 2, (filters, temperature_first, counts.tolist(), probs.tolist())
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16],
+                         ids=["float32", "bfloat16", "float16"])
 def test_per_row_mixes_with_disabled_and_invalid_rows_identical_backends(dtype):
     """Per-row top_k / top_p tensors mixing off (0, >= V, 1.0), active and invalid (-1, 0.0, NaN, 1.5)
     values, with and without splits: the interpreted kernel draws the torch backend's tokens and
@@ -149,9 +150,9 @@ def test_scalar_errors_and_strict_rows():
                                    (dict(top_p=0.0), ValueError, r"top_p: expected a value in \(0, 1\]"),
                                    (dict(top_p=1.5), ValueError, r"top_p: expected a value in \(0, 1\]"),
                                    (dict(top_p=float("nan")), ValueError, r"top_p: expected a value in \(0, 1\]"),
-                                   (dict(top_p=torch.ones(3, dtype=torch.int64)), TypeError, r"top_p: expected a floati"),
+                                   (dict(top_p=torch.ones(3, dtype=torch.int64)), TypeError, r"top_p: expected a fl"),
                                    (dict(top_k=torch.ones(3)), TypeError, r"top_k: expected an integer tensor"),
-                                   (dict(top_k=torch.ones(2, dtype=torch.int64)), ValueError, r"top_k: expected a scal"),
+                                   (dict(top_k=torch.ones(2, dtype=torch.int64)), ValueError, r"top_k: expected a s"),
                                    (dict(top_p_after_min_p="yes"), TypeError, r"top_p_after_min_p: expected a bool")):
         with pytest.raises(error, match=message):
             minp_kernels.sample(logits, 0.1, 1.0, seed=1, **kwargs)

@@ -14,6 +14,9 @@ Hugging Face do, so their kept set is ``minp_kernels.reference.kept_mask(..., te
   (``tl.rand`` keyed by seed and token id, an argmax per block of a row), then a torch reduction over
   the blocks.  Runs on CUDA and under ``TRITON_INTERPRET=1``.
 - :func:`gumbel_max`: plain Gumbel-max without min-p (the speed of light of fused sampling).
+- :func:`hf_filters` and :func:`vllm_style_filters`: the same two paths with top-k and top-p
+  (Hugging Face's ``TopKLogitsWarper`` / ``TopPLogitsWarper``; vLLM's sort-based
+  ``apply_top_k_top_p``, written here from its source), for the filter benchmark.
 - :func:`flashinfer_min_p`: FlashInfer's softmax + ``min_p_sampling_from_probs`` when it imports.
 """
 
@@ -113,6 +116,62 @@ def hf_warpers(logits: torch.Tensor, p_base: float = P_BASE, temp: float = TEMP,
     scores = _hf_warper_list(float(p_base), float(temp))(None, logits.float())
     probs = torch.softmax(scores, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)
+
+
+def hf_filters(logits: torch.Tensor, p_base: float = P_BASE, temp: float = TEMP, *, top_k: int | None = None,
+               top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Hugging Face's ``generate(do_sample=True, temperature, top_k, top_p, min_p)`` step: its warpers
+    in its order (temperature, top-k, top-p, min-p), softmax, ``torch.multinomial``."""
+    from transformers.generation.logits_process import (
+        MinPLogitsWarper,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    scores = logits.float()
+    if temp != 1.0:
+        scores = TemperatureLogitsWarper(temp)(None, scores)
+    if top_k:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    if top_p is not None and top_p < 1.0:
+        scores = TopPLogitsWarper(top_p)(None, scores)
+    if p_base > 0:
+        scores = MinPLogitsWarper(p_base)(None, scores)
+    return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1, generator=generator).squeeze(1)
+
+
+def vllm_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor | None, top_p: torch.Tensor | None) -> torch.Tensor:
+    """vLLM v1's torch ``apply_top_k_top_p``: one ascending sort, the k-th value's mask, the
+    cumulative softmax's ``<= 1 - p`` mask (the largest token always kept), scattered back."""
+    logits_sort, logits_idx = logits.sort(dim=-1, descending=False)
+    if top_k is not None:
+        kth = logits_sort.gather(1, (logits_sort.size(1) - top_k.to(torch.long)).unsqueeze(1))
+        logits_sort.masked_fill_(logits_sort < kth, float("-inf"))
+    if top_p is not None:
+        probs_sum = torch.cumsum(logits_sort.softmax(dim=-1), dim=-1)
+        top_p_mask = probs_sum <= 1 - top_p.unsqueeze(1)
+        top_p_mask[:, -1] = False
+        logits_sort.masked_fill_(top_p_mask, float("-inf"))
+    return logits_sort.scatter(dim=-1, index=logits_idx, src=logits_sort)
+
+
+def vllm_style_filters(logits: torch.Tensor, p_base: float = P_BASE, temp: float = TEMP, *,
+                       top_k: int | None = None, top_p: float | None = None,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """vLLM v1's order: temperature, min-p (softmax, ``amax``, mask), top-k / top-p
+    (:func:`vllm_top_k_top_p`), then the exponential race over the softmax."""
+    x = logits.float() / _per_row(temp)
+    if p_base > 0:
+        probs = torch.softmax(x, dim=-1)
+        x = x.masked_fill(probs < _per_row(p_base) * probs.amax(dim=-1, keepdim=True), float("-inf"))
+    batch = x.shape[0]
+    k = torch.full((batch,), top_k, device=x.device) if top_k else None
+    p = torch.full((batch,), top_p, device=x.device) if top_p is not None and top_p < 1.0 else None
+    if k is not None or p is not None:
+        x = vllm_top_k_top_p(x, k, p)
+    probs = torch.softmax(x, dim=-1)
+    return probs.div_(torch.empty_like(probs).exponential_(generator=generator)).argmax(dim=-1)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vocabs", type=int, nargs="+", default=[32000, 128256], metavar="V")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64], metavar="B")
     parser.add_argument("--max-tokens", type=int, default=64, help="new tokens per request")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per (V, B, on/off); median reported")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per (V, B, on/off); median reported")
     parser.add_argument("--min-p", type=float, default=0.1)
     parser.add_argument("--temp", type=float, default=1.0)
     parser.add_argument("--out", default=None, help="output folder (default: benchmarks/results, or the cache "

@@ -131,18 +131,21 @@ def mass_units(x: torch.Tensor, row_max: torch.Tensor, scale: torch.Tensor) -> t
     """int64 weight of each token in units of ``2**-32`` of the row max's: ``floor(exp((x - m) * s) *
     2**32)``, 0 for ``-inf`` tokens (every argument broadcasts against ``x``)."""
     shifted = torch.where(x > NEG_INF, (x - row_max) * scale, NEG_INF)
-    return (torch.exp(shifted).double() * MASS_UNIT).floor().to(torch.int64)
+    # In float32: scaling by 2**32 is exact and so is the floor of the result (at or above 2**24 a
+    # float32 is an integer already), so this is floor(w * 2**32) exactly.
+    return (torch.exp(shifted) * MASS_UNIT).floor_().to(torch.int64)
 
 
 def top_p_threshold_of_sorted(values: torch.Tensor, units: torch.Tensor, total: torch.Tensor,
-                              top_p: torch.Tensor) -> torch.Tensor:
+                              top_p: torch.Tensor, base: torch.Tensor | int = 0) -> torch.Tensor:
     """``tau_p`` from a row's candidate values sorted descending (``-inf`` padding last) and their mass
     units: the value at the last position whose strictly larger mass is below ``top_p * total``.
 
     Positions of one tie share the mass before the tie's first position, so a tie straddling the
-    boundary is kept whole.  ``total``: the mass of the whole of ``A`` (int64 ``[B]``).
+    boundary is kept whole.  ``total``: the mass of the whole of ``A`` (int64 ``[B]``); ``base``: the
+    mass of the tokens of ``A`` above every candidate (int64 ``[B]``, when the candidates are a slice).
     """
-    before = units.cumsum(dim=1) - units  # mass of the earlier positions
+    before = units.cumsum(dim=1) - units + (base[:, None] if isinstance(base, torch.Tensor) else base)
     tie_start = torch.ones_like(values, dtype=torch.bool)
     tie_start[:, 1:] = values[:, 1:] != values[:, :-1]
     # Mass strictly larger than each position's value: the mass before its tie's first position.
@@ -153,35 +156,71 @@ def top_p_threshold_of_sorted(values: torch.Tensor, units: torch.Tensor, total: 
     return values.gather(1, last[:, None])[:, 0]
 
 
-# Cuts tried before sorting top-p candidates: weights of exp(-c) of the row max's, in mass units.  The
-# highest cut whose tokens already hold top_p of the mass bounds the kept set (see _top_p_threshold).
-_CUT_UNITS = [int(MASS_UNIT * math.exp(-c)) for c in (0.5, 1, 2, 3, 4, 6, 8, 12, 16)]
+# The CPU's path for a large A buckets tokens by their log-weight from the row max, half a unit per
+# bucket, up to the weight below which a token holds no mass unit (e**-23 < 2**-32).
+_BUCKETS_PER_UNIT = 2
+_LAST_BUCKET = 23 * _BUCKETS_PER_UNIT
+# On the CPU, a set A this much smaller than the row (top-k, or min-p first) is sorted whole.
+_SMALL_A = 8
+
+
+def _pack(rows_of: torch.Tensor, batch: int, *columns: tuple[torch.Tensor, float | int]) -> list[torch.Tensor]:
+    """The selected entries of each row, left-aligned in ``[B, widest row]`` arrays (one per
+    ``(values, padding)`` column); ``rows_of``: the row of each selected entry, in row order."""
+    counts = torch.bincount(rows_of, minlength=batch)
+    width = max(1, int(counts.max())) if rows_of.numel() else 1
+    position = torch.arange(rows_of.shape[0]) - (counts.cumsum(0) - counts).repeat_interleave(counts)
+    packed = []
+    for values, padding in columns:
+        out = torch.full((batch, width), padding, dtype=values.dtype)
+        out[rows_of, position] = values
+        packed.append(out)
+    return packed
+
+
+def _top_p_by_buckets(x, row_max, units, in_a, scale, total, top_p):
+    """``tau_p`` on the CPU without sorting a large ``A``: a histogram of ``A``'s mass over buckets of
+    log-weight (monotone in the value, so every bucket prefix is an upper set) finds the bucket where
+    the mass reaches ``top_p * total``.  Tokens of earlier buckets have less than that above them
+    (kept), of later buckets at least that (not kept): only the boundary bucket is sorted, its mass
+    above counted from the earlier buckets' total."""
+    batch = x.shape[0]
+    bucket = ((row_max[:, None] - x) * (scale[:, None] * _BUCKETS_PER_UNIT)).nan_to_num_(float("inf"))
+    bucket = bucket.floor_().clamp_(0, _LAST_BUCKET).to(torch.int64)
+    bucket = torch.where(in_a, bucket, _LAST_BUCKET + 1)  # outside A: a bucket of its own, never the boundary
+    mass = torch.zeros(batch, _LAST_BUCKET + 2, dtype=torch.int64).scatter_add_(1, bucket, units)
+    cumulative = mass.cumsum(dim=1)
+    goal = top_p.double() * total.double()
+    boundary = (cumulative.double() < goal[:, None]).sum(dim=1).clamp_max(_LAST_BUCKET)
+    base = torch.where(boundary > 0, cumulative.gather(1, (boundary - 1).clamp_min(0)[:, None])[:, 0], 0)
+    rows, cols = (bucket == boundary[:, None]).nonzero(as_tuple=True)
+    values, slice_units = _pack(rows, batch, (x[rows, cols], NEG_INF), (units[rows, cols], 0))
+    values, order = values.sort(dim=1, descending=True)
+    return top_p_threshold_of_sorted(values, slice_units.gather(1, order), total, top_p, base)
 
 
 def _top_p_threshold(x: torch.Tensor, row_max: torch.Tensor, a_threshold: torch.Tensor, scale: torch.Tensor,
                      top_p: torch.Tensor) -> torch.Tensor:
     """``tau_p`` of every row (``-inf`` where ``top_p`` is 1: off).
 
-    Only part of ``A`` is sorted.  Mass units rise with the value, so the tokens of at least ``c``
-    units are an upper set; once they hold ``top_p`` of ``A``'s mass, every token below them has at
-    least that much strictly above it and is not kept.  The highest such cut of ``_CUT_UNITS`` (or
-    1 unit: every token with mass) bounds the candidates; only they are sorted.
+    The dense path (any device, no host sync) sorts the whole of ``A``.  On the CPU a small ``A``
+    (top-k, or min-p first) is sorted alone, and a large one by :func:`_top_p_by_buckets`.  Every
+    path sees the same integer masses and compares them the same way, so they give the same
+    threshold.
     """
     in_a = x >= a_threshold[:, None]
     units = torch.where(in_a, mass_units(x, row_max[:, None], scale[:, None]), 0)
     total = units.sum(dim=1)
-    goal = top_p.double() * total.double()
-    cut = torch.ones_like(total)
-    for level in _CUT_UNITS[::-1]:  # ascending cuts: the last one that holds the goal wins
-        held = torch.where(units >= level, units, 0).sum(dim=1).double() >= goal
-        cut = torch.where(held, level, cut)
-    candidates = torch.where(units >= cut[:, None], x, NEG_INF)
-    if x.device.type == "cpu":  # sort only as many candidates as the widest row has: one host read
-        width = max(1, int((candidates > NEG_INF).sum(dim=1).max()))
-        values, order = candidates.topk(width, dim=1, sorted=True)
+    if x.device.type == "cpu":  # host reads are free on the CPU
+        width = max(1, int(in_a.sum(dim=1).max()))
+        if width * _SMALL_A <= x.shape[1]:
+            values, order = torch.where(in_a, x, NEG_INF).topk(width, dim=1, sorted=True)
+            tau = top_p_threshold_of_sorted(values, units.gather(1, order), total, top_p)
+        else:
+            tau = _top_p_by_buckets(x, row_max, units, in_a, scale, total, top_p)
     else:
-        values, order = candidates.sort(dim=1, descending=True)
-    tau = top_p_threshold_of_sorted(values, units.gather(1, order), total, top_p)
+        values, order = torch.where(in_a, x, NEG_INF).sort(dim=1, descending=True)
+        tau = top_p_threshold_of_sorted(values, units.gather(1, order), total, top_p)
     return torch.where(top_p < 1.0, tau, NEG_INF)
 
 

@@ -23,7 +23,6 @@ and summation order gets the same integers, hence the same kept set; weights bel
 as zero.
 """
 
-import math
 
 import torch
 

@@ -11,6 +11,7 @@ kept set is HF's.  Wall time per call, median of ``--repeats`` batches of back-t
 """
 
 import argparse
+import functools
 import os
 
 import torch
@@ -57,7 +58,7 @@ def run(batches, vocab, repeats, progress=True):
         seed = torch.arange(batch)
         row = dict(config=name, batch=batch, vocab=vocab)
         for provider, call in PROVIDERS.items():
-            timing = wall_time([lambda call=call: call(logits, seed, **CONFIGS[name])], repeats=repeats)
+            timing = wall_time([functools.partial(call, logits, seed, **CONFIGS[name])], repeats=repeats)
             row[f"{provider}_us"] = timing.us
             if bar is not None:
                 bar.update(1)

@@ -520,17 +520,19 @@ def minp_shard_kernel(
     logits_ptr, logits_row_stride, vocab_size, token_base, row_max_ptr,
     p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
     seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride, offset_lo, offset_hi,
-    shard_records_ptr, shard_columns_ptr,
+    threshold_ptr, shard_records_ptr, shard_columns_ptr,
     P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
-    SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, TEMPERATURE_FIRST: tl.constexpr,
-    TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
+    SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, THRESHOLD_FROM_PTR: tl.constexpr,
+    TEMPERATURE_FIRST: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
 ):
     """Best kept token of a vocabulary shard when the global row max is known (vocab parallelism).
 
     Tokens of this shard are global ids ``token_base + column``, which key the noise, so the shards'
     winners merge into exactly the token of the unsharded row (every shard scores against the same
-    global row max).  An invalid row (see :func:`_row_constants`) records score -inf.  Bytes: the
-    shard read once, plus 16 bytes per row written (score, logit, normaliser part, column).
+    global row max).  An invalid row (see :func:`_row_constants`) records score -inf.  With
+    ``THRESHOLD_FROM_PTR`` the global top-k / top-p threshold cuts the kept set too (as in
+    :func:`minp_sample_kernel`).  Bytes: the shard read once, plus 16 bytes per row written (score,
+    logit, normaliser part, column).
     """
     row = tl.program_id(0).to(tl.int64)
     row_max = tl.load(row_max_ptr + row)
@@ -539,8 +541,13 @@ def minp_shard_kernel(
                                                       TEMPERATURE_FIRST)
     row_seed, row_offset, stream = _row_rng(row, seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride,
                                             offset_lo, offset_hi, SEED_FROM_PTR, SEED_SHARED, OFFSET_FROM_PTR)
+    thr = row_max + delta
+    if THRESHOLD_FROM_PTR:
+        floor = tl.load(threshold_ptr + row)
+        invalid = invalid | (floor > FLT_MAX)
+        thr = tl.maximum(thr, floor)
     best, col, logit, z = _scan_known_threshold(
-        logits_ptr + row * logits_row_stride, 0, vocab_size, row_max + delta, row_max, inv_temp, greedy, row_seed,
+        logits_ptr + row * logits_row_stride, 0, vocab_size, thr, row_max, inv_temp, greedy, row_seed,
         row_offset, stream, token_base, True, TILE_ROWS, GROUP_ROWS, WIDTH)  # the normaliser part always
     record = shard_records_ptr + row * SHARD_RECORD_WORDS
     tl.store(record + SHARD_SCORE, tl.where(invalid, float("-inf"), best))

@@ -330,10 +330,13 @@ def shard_kernel_arguments(logits_2d, row_max, params: RowParams, temperature_fi
     """Keyword arguments of :func:`minp_shard_kernel` (also what ``aot.py`` compiles from)."""
     num_warps = num_warps or _default_num_warps()
     tile_rows, group_rows, width = _tile_shape(logits_2d.shape[1], logits_2d.element_size(), None, num_warps)
+    threshold = params.threshold if has_filters(params) else None
     return dict(
         logits_ptr=logits_2d, logits_row_stride=logits_2d.stride(0), vocab_size=logits_2d.shape[1],
         token_base=token_base, row_max_ptr=row_max,
         **row_arguments(params, logits_2d.shape[0], records, unused_pointer(logits_2d.device)),
+        threshold_ptr=(threshold.nan_to_num(nan=float("inf")).float().contiguous() if threshold is not None
+                       else records), THRESHOLD_FROM_PTR=threshold is not None,
         shard_records_ptr=records, shard_columns_ptr=records.view(torch.int32),
         TEMPERATURE_FIRST=bool(temperature_first), TILE_ROWS=tile_rows, GROUP_ROWS=group_rows, WIDTH=width,
         **_compile_options(num_warps))

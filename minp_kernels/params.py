@@ -31,6 +31,7 @@ class RowParams:
     top_k: RowInt | None = None  # None: off (also 0 or >= V, per row)
     top_p: RowValue | None = None  # None: off (also 1.0, per row)
     top_p_after_min_p: bool = False  # top-p's mass over the min-p set too (vLLM's order)
+    threshold: torch.Tensor | None = None  # the kept set's threshold with the filters, when known already
 
 
 def out_of_range(value: torch.Tensor, upper: float | None) -> torch.Tensor:

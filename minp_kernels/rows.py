@@ -115,8 +115,7 @@ def has_filters(params: RowParams) -> bool:
 def _top_k_threshold(x: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
     """The ``top_k``-th largest value of each row (``-inf`` where ``top_k`` is 0 or at least ``V``:
     off).  ``top_k`` int64 ``[B]``, already checked ``>= 0`` (negative rows are invalid)."""
-    vocab = x.shape[1]
-    on = (top_k > 0) & (top_k < vocab)
+    on = top_k_on(top_k, x.shape[1])
     if x.device.type == "cpu":  # one host read of the largest k: free on the CPU, and topk beats a sort
         largest = int(torch.where(on, top_k, 1).max())
         values = x.topk(largest, dim=1, sorted=True).values
@@ -163,37 +162,53 @@ _LAST_BUCKET = 23 * _BUCKETS_PER_UNIT
 _SMALL_A = 8
 
 
-def _pack(rows_of: torch.Tensor, batch: int, *columns: tuple[torch.Tensor, float | int]) -> list[torch.Tensor]:
-    """The selected entries of each row, left-aligned in ``[B, widest row]`` arrays (one per
-    ``(values, padding)`` column); ``rows_of``: the row of each selected entry, in row order."""
+def bucket_masses(x: torch.Tensor, row_max: torch.Tensor, units: torch.Tensor, in_a: torch.Tensor,
+                  scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bucket of every token, int64 mass of ``A`` per bucket ``[B, buckets + 1]``): buckets of
+    log-weight from the row max, half a unit each, monotone in the value (every bucket prefix is an
+    upper set); the tokens outside ``A`` get a last bucket of their own, never a boundary."""
+    bucket = ((row_max[:, None] - x) * (scale[:, None] * _BUCKETS_PER_UNIT)).nan_to_num_(float("inf"))
+    bucket = bucket.floor_().clamp_(0, _LAST_BUCKET).to(torch.int64)
+    bucket = torch.where(in_a, bucket, _LAST_BUCKET + 1)
+    mass = torch.zeros(x.shape[0], _LAST_BUCKET + 2, dtype=torch.int64, device=x.device)
+    return bucket, mass.scatter_add_(1, bucket, units)
+
+
+def boundary_bucket(mass: torch.Tensor, total: torch.Tensor, top_p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the bucket where ``A``'s mass reaches ``top_p * total``, the mass of the buckets before it).
+
+    Tokens of earlier buckets have less than the goal above them (kept), of later buckets at least
+    the goal (not kept): only the boundary bucket needs its tokens sorted."""
+    cumulative = mass.cumsum(dim=1)
+    goal = top_p.double() * total.double()
+    boundary = (cumulative.double() < goal[:, None]).sum(dim=1).clamp_max(_LAST_BUCKET)
+    base = torch.where(boundary > 0, cumulative.gather(1, (boundary - 1).clamp_min(0)[:, None])[:, 0], 0)
+    return boundary, base
+
+
+def pack_rows(rows_of: torch.Tensor, batch: int, *columns: tuple[torch.Tensor, float | int],
+              width: int | None = None) -> list[torch.Tensor]:
+    """The selected entries of each row, left-aligned in ``[B, width]`` arrays (default: the widest
+    row), one per ``(values, padding)`` column; ``rows_of``: the row of each entry, in row order."""
     counts = torch.bincount(rows_of, minlength=batch)
-    width = max(1, int(counts.max())) if rows_of.numel() else 1
-    position = torch.arange(rows_of.shape[0]) - (counts.cumsum(0) - counts).repeat_interleave(counts)
+    width = width or (max(1, int(counts.max())) if rows_of.numel() else 1)
+    position = torch.arange(rows_of.shape[0], device=rows_of.device) - (counts.cumsum(0) - counts).repeat_interleave(
+        counts)
     packed = []
     for values, padding in columns:
-        out = torch.full((batch, width), padding, dtype=values.dtype)
+        out = torch.full((batch, width), padding, dtype=values.dtype, device=values.device)
         out[rows_of, position] = values
         packed.append(out)
     return packed
 
 
 def _top_p_by_buckets(x, row_max, units, in_a, scale, total, top_p):
-    """``tau_p`` on the CPU without sorting a large ``A``: a histogram of ``A``'s mass over buckets of
-    log-weight (monotone in the value, so every bucket prefix is an upper set) finds the bucket where
-    the mass reaches ``top_p * total``.  Tokens of earlier buckets have less than that above them
-    (kept), of later buckets at least that (not kept): only the boundary bucket is sorted, its mass
-    above counted from the earlier buckets' total."""
-    batch = x.shape[0]
-    bucket = ((row_max[:, None] - x) * (scale[:, None] * _BUCKETS_PER_UNIT)).nan_to_num_(float("inf"))
-    bucket = bucket.floor_().clamp_(0, _LAST_BUCKET).to(torch.int64)
-    bucket = torch.where(in_a, bucket, _LAST_BUCKET + 1)  # outside A: a bucket of its own, never the boundary
-    mass = torch.zeros(batch, _LAST_BUCKET + 2, dtype=torch.int64).scatter_add_(1, bucket, units)
-    cumulative = mass.cumsum(dim=1)
-    goal = top_p.double() * total.double()
-    boundary = (cumulative.double() < goal[:, None]).sum(dim=1).clamp_max(_LAST_BUCKET)
-    base = torch.where(boundary > 0, cumulative.gather(1, (boundary - 1).clamp_min(0)[:, None])[:, 0], 0)
+    """``tau_p`` on the CPU without sorting a large ``A``: only the boundary bucket
+    (:func:`boundary_bucket`) is sorted, its mass above counted from the earlier buckets."""
+    bucket, mass = bucket_masses(x, row_max, units, in_a, scale)
+    boundary, base = boundary_bucket(mass, total, top_p)
     rows, cols = (bucket == boundary[:, None]).nonzero(as_tuple=True)
-    values, slice_units = _pack(rows, batch, (x[rows, cols], NEG_INF), (units[rows, cols], 0))
+    values, slice_units = pack_rows(rows, x.shape[0], (x[rows, cols], NEG_INF), (units[rows, cols], 0))
     values, order = values.sort(dim=1, descending=True)
     return top_p_threshold_of_sorted(values, slice_units.gather(1, order), total, top_p, base)
 
@@ -223,16 +238,37 @@ def _top_p_threshold(x: torch.Tensor, row_max: torch.Tensor, a_threshold: torch.
     return torch.where(top_p < 1.0, tau, NEG_INF)
 
 
+def top_k_on(top_k: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Rows whose ``top_k`` cuts anything: ``0 < top_k < V``."""
+    return (top_k > 0) & (top_k < vocab)
+
+
+def top_p_inputs(params: RowParams, minp_threshold: torch.Tensor, tau_k: torch.Tensor, inv_temp: torch.Tensor,
+                 greedy: torch.Tensor, temperature_first: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(threshold of ``A``, weight scale, effective ``top_p``) of every row: ``A`` is the top-k set,
+    and the min-p set too with ``top_p_after_min_p``; the weights are ``softmax(x / temp)``'s with
+    ``temperature_first``, else ``softmax(x)``'s; greedy rows and invalid values get ``top_p = 1``
+    (off: a greedy row's token is the max, in every kept set; an invalid row keeps nothing anyway)."""
+    batch = inv_temp.shape[0]
+    a_threshold = torch.maximum(tau_k, minp_threshold) if params.top_p_after_min_p else tau_k
+    a_threshold = torch.nan_to_num(a_threshold, nan=FLT_MAX).clamp_min(-FLT_MAX)
+    scale = torch.where(greedy, 0.0, inv_temp) if temperature_first else torch.ones_like(inv_temp)
+    top_p = row_tensor(params.top_p, batch, inv_temp.device, torch.float64).nan_to_num(1.0).clamp(0.0, 1.0)
+    return a_threshold, scale, torch.where(greedy, 1.0, top_p)
+
+
 def filter_threshold(x: torch.Tensor, row_max: torch.Tensor, minp_threshold: torch.Tensor, inv_temp: torch.Tensor,
                      greedy: torch.Tensor, params: RowParams, temperature_first: bool) -> torch.Tensor:
     """The kept set's threshold with top-k and top-p: ``max(minp_threshold, tau_k, tau_p)`` (float32 ``[B]``).
 
     ``x``: sanitised float32 ``[B, V]`` rows, ``row_max`` their max, ``minp_threshold`` from
-    :func:`kept_threshold` (NaN on invalid rows, which stays NaN).  Greedy rows skip top-p: their
-    token, the row max, is in every kept set.
+    :func:`kept_threshold` (NaN on invalid rows, which stays NaN).  ``params.threshold``, when set
+    (vocab-parallel sampling computes it across the ranks), is the answer already.
     """
     if not has_filters(params):
         return minp_threshold
+    if params.threshold is not None:
+        return torch.maximum(minp_threshold, params.threshold)
     batch, device = x.shape[0], x.device
     threshold = minp_threshold
     tau_k = torch.full((batch,), NEG_INF, device=device)
@@ -240,12 +276,8 @@ def filter_threshold(x: torch.Tensor, row_max: torch.Tensor, minp_threshold: tor
         tau_k = _top_k_threshold(x, row_tensor(params.top_k, batch, device, torch.int64).clamp_min(0))
         threshold = torch.maximum(threshold, tau_k)
     if params.top_p is not None:
-        a_threshold = torch.maximum(tau_k, minp_threshold) if params.top_p_after_min_p else tau_k
-        a_threshold = torch.nan_to_num(a_threshold, nan=FLT_MAX).clamp_min(-FLT_MAX)  # invalid rows: any A
-        scale = torch.where(greedy, 0.0, inv_temp) if temperature_first else torch.ones_like(inv_temp)
-        top_p = row_tensor(params.top_p, batch, device, torch.float64).nan_to_num(1.0).clamp(0.0, 1.0)
-        tau_p = _top_p_threshold(x, row_max, a_threshold, scale, torch.where(greedy, 1.0, top_p))
-        threshold = torch.maximum(threshold, tau_p)
+        a_threshold, scale, top_p = top_p_inputs(params, minp_threshold, tau_k, inv_temp, greedy, temperature_first)
+        threshold = torch.maximum(threshold, _top_p_threshold(x, row_max, a_threshold, scale, top_p))
     return threshold
 
 

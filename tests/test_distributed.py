@@ -1,5 +1,6 @@
 """Vocab-parallel sampling equals sampling the concatenated logits: world sizes 1-4, uneven shards,
-gloo on CPU in spawned processes, both backends, both orders, rows with invalid parameter values."""
+gloo on CPU in spawned processes, both backends, both orders, rows with invalid parameter values,
+top-k / top-p (scalar and per-row, both top-p orders)."""
 
 import os
 import socket
@@ -36,14 +37,21 @@ def shard_bounds(world):
 
 
 def sampling_cases():
-    """name: (p_base, temp, seed) of each vocab-parallel draw (the parent redoes each one unsharded)."""
+    """name: (p_base, temp, seed, filters) of each vocab-parallel draw (the parent redoes each one unsharded)."""
     p_base = torch.linspace(0, 0.6, BATCH)
     invalid_p_base, invalid_temp = p_base.clone(), torch.full((BATCH,), 1.3)
     invalid_p_base[INVALID_P_ROW], invalid_temp[INVALID_TEMP_ROW] = NAN, -1.0
+    top_k = torch.tensor([0, 1, 3, 10, 50, 203, 500, 7, 8, 2, 40, 60])
+    top_p = torch.tensor([0.9, 1.0, 0.5, 0.3, 0.95, 0.99, 0.2, 0.7, 0.6, 1.0, 0.8, 0.1])
+    rows = torch.arange(BATCH) * 13
     return {
-        "per-row seeds": (p_base, 1.3, torch.arange(BATCH) * 13),
-        "shared seed": (p_base, 1.3, 99),
-        "invalid rows": (invalid_p_base, invalid_temp, torch.arange(BATCH) * 13),
+        "per-row seeds": (p_base, 1.3, rows, {}),
+        "shared seed": (p_base, 1.3, 99, {}),
+        "invalid rows": (invalid_p_base, invalid_temp, rows, {}),
+        "top-k 20": (0.0, 1.1, rows, dict(top_k=20)),
+        "top-p 0.9": (0.02, 0.9, rows, dict(top_p=0.9)),
+        "per-row top-k top-p, vLLM order": (p_base * 0.2, 1.3, rows, dict(top_k=top_k, top_p=top_p,
+                                                                          top_p_after_min_p=True)),
     }
 
 
@@ -57,10 +65,10 @@ def _worker(rank, world, port, queue):
         results = []
         for backend in BACKENDS:
             for temperature_first in (False, True):
-                for name, (p_base, temp, seed) in sampling_cases().items():
+                for name, (p_base, temp, seed, filters) in sampling_cases().items():
                     tokens, lp = mkd.sample(x[:, start:end], p_base, temp, vocab_start=start, seed=seed, offset=4,
                                             temperature_first=temperature_first, return_logprobs=True,
-                                            backend=backend)
+                                            backend=backend, **filters)
                     results.append((backend, temperature_first, name, tokens.tolist(), lp.tolist()))
                 greedy = mkd.sample(x[:, start:end], 0.1, 0.0, vocab_start=start, seed=1, backend=backend)
                 results.append((backend, temperature_first, "greedy", greedy.tolist(), None))
@@ -99,10 +107,10 @@ def test_equals_unsharded(world):
             expected = minp_kernels.sample(x, 0.1, 0.0, seed=1, backend="torch")
             assert torch.equal(tokens, expected)
             continue
-        p_base, temp, seed = cases[name]
+        p_base, temp, seed, filters = cases[name]
         expected, expected_lp = minp_kernels.sample(x, p_base, temp, seed=seed, offset=4,
                                                     temperature_first=temperature_first, return_logprobs=True,
-                                                    backend="torch")
+                                                    backend="torch", **filters)
         assert torch.equal(tokens, expected), (backend, temperature_first, name)
         assert torch.allclose(lp, expected_lp, atol=1e-5, equal_nan=True)
         assert tokens[5] == -1 and tokens[4] >= 110

@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - transformers is optional
 
 
 class MinPLogitsProcessor(LogitsProcessor):
-    """Mask to ``-inf`` the tokens outside the min-p kept set.
+    """Mask to ``-inf`` the tokens outside the min-p kept set (optionally cut by top-k / top-p too).
 
     Parameters
     ----------
@@ -38,6 +38,9 @@ class MinPLogitsProcessor(LogitsProcessor):
         the processor does not rescale the scores (leave that to a temperature warper or the sampler).
     temperature_first : bool
         HF order (threshold on tempered probabilities) instead of the paper's.
+    top_k, top_p, top_p_after_min_p
+        The optional filters of :func:`minp_kernels.sample`, applied in the same mask (the default
+        ``top_p_after_min_p=False`` is Hugging Face's order: top-k, top-p, then min-p).
 
     Examples
     --------
@@ -47,11 +50,13 @@ class MinPLogitsProcessor(LogitsProcessor):
     [[True, False, True, False]]
     """
 
-    def __init__(self, p_base: float, temp: float = 1.0, temperature_first: bool = False) -> None:
+    def __init__(self, p_base: float, temp: float = 1.0, temperature_first: bool = False, *,
+                 top_k: int | None = None, top_p: float | None = None, top_p_after_min_p: bool = False) -> None:
         self.p_base, self.temp, self.temperature_first = p_base, temp, temperature_first
+        self.filters = dict(top_k=top_k, top_p=top_p, top_p_after_min_p=top_p_after_min_p)
 
     def __call__(self, input_ids: torch.LongTensor | None, scores: torch.FloatTensor) -> torch.FloatTensor:
-        keep = kept_mask(scores, self.p_base, self.temp, temperature_first=self.temperature_first)
+        keep = kept_mask(scores, self.p_base, self.temp, temperature_first=self.temperature_first, **self.filters)
         return scores.masked_fill(~keep, float("-inf"))
 
 
@@ -67,7 +72,9 @@ def cache_argument_name(model: PreTrainedModel) -> str:
 @torch.no_grad()
 def generate(model: PreTrainedModel, input_ids: torch.Tensor, max_new_tokens: int,
              p_base: float | torch.Tensor, temp: float | torch.Tensor, seed: int | torch.Tensor, *,
-             temperature_first: bool = False, eos_token_id: int | None = None, backend: str = "auto",
+             temperature_first: bool = False, top_k: int | torch.Tensor | None = None,
+             top_p: float | torch.Tensor | None = None, top_p_after_min_p: bool = False,
+             eos_token_id: int | None = None, backend: str = "auto",
              return_timing: bool = False) -> torch.Tensor | tuple[torch.Tensor, tuple[float, float]]:
     """Decode ``max_new_tokens`` tokens with KV cache, sampling each with :func:`minp_kernels.sample`.
 
@@ -89,6 +96,8 @@ def generate(model: PreTrainedModel, input_ids: torch.Tensor, max_new_tokens: in
         decode step as the Philox offset.
     temperature_first : bool
         Hugging Face order (threshold on the tempered distribution) instead of the paper's.
+    top_k, top_p, top_p_after_min_p
+        The optional filters of :func:`minp_kernels.sample`.
     eos_token_id : int, optional
         Rows that emit it keep emitting it.
     backend : {"auto", "triton", "torch"}
@@ -116,7 +125,8 @@ def generate(model: PreTrainedModel, input_ids: torch.Tensor, max_new_tokens: in
             sync()
             t0 = time.perf_counter()
         tokens = sample(out.logits[:, -1, :], p_base, temp, seed=seeds, offset=step,
-                        temperature_first=temperature_first, backend=backend)
+                        temperature_first=temperature_first, top_k=top_k, top_p=top_p,
+                        top_p_after_min_p=top_p_after_min_p, backend=backend)
         if return_timing:
             sync()
             sampler_seconds += time.perf_counter() - t0

@@ -14,7 +14,8 @@ GREEDY_EPS = 1e-5  # vLLM treats temperature below this as greedy
 
 
 def min_p_sample(logits: torch.Tensor, min_p: torch.Tensor, temperature: torch.Tensor, seeds: torch.Tensor,
-                 steps: torch.Tensor, *, paper_order: bool = False,
+                 steps: torch.Tensor, *, top_k: torch.Tensor | None = None, top_p: torch.Tensor | None = None,
+                 top_p_after_min_p: bool = True, paper_order: bool = False,
                  return_logprobs: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Min-p sample with per-request parameters, vLLM / SGLang order by default.
 
@@ -28,6 +29,11 @@ def min_p_sample(logits: torch.Tensor, min_p: torch.Tensor, temperature: torch.T
         negative, is invalid: token ``-1`` (log-prob NaN), the other rows unaffected, no host sync.
     seeds, steps : torch.Tensor
         ``[B]`` int64 per-request seeds and decode steps (device tensors: CUDA-graph safe).
+    top_k, top_p : torch.Tensor, optional
+        ``[B]`` per-request top-k (0: off) and top-p (1.0: off), as :func:`minp_kernels.sample` takes them.
+    top_p_after_min_p : bool
+        vLLM's order (min-p, top-k, then top-p over what min-p kept), the default; False for
+        SGLang's (top-k, top-p, then min-p).
     paper_order : bool
         Apply min-p to the untempered distribution (the paper's order) instead of theirs.
     return_logprobs : bool
@@ -53,4 +59,4 @@ def min_p_sample(logits: torch.Tensor, min_p: torch.Tensor, temperature: torch.T
     greedy = (temperature >= 0) & (temperature < GREEDY_EPS)
     temperature = torch.where(greedy, 0.0, temperature)
     return sample(logits, min_p, temperature, seed=seeds, offset=steps, temperature_first=not paper_order,
-                  return_logprobs=return_logprobs)
+                  top_k=top_k, top_p=top_p, top_p_after_min_p=top_p_after_min_p, return_logprobs=return_logprobs)

@@ -167,7 +167,7 @@ def _v2_module(tmp):
 
 def probe_counts(probes, names, rows, width, num_warps, tmp):
     """{probe: pipe counts per thread} for ``[rows, width]`` tiles, the empty probe subtracted."""
-    from .aot import compile_for, sass_of
+    from .sass import compile_for, sass_of
 
     dtype = torch.float32 if width == 4 else torch.bfloat16
     meta = torch.empty(1, device="meta", dtype=dtype)

@@ -18,11 +18,11 @@ def test_compiles_for_sm80_sm90_without_spills():
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[1:] if line.startswith(("sample[", "shard["))]
     # The plan classes an H100 meets at V = 128256 up to B = 2048: fp32 rows are always split (126 tiles,
-    # 64 per program at most), 16-bit rows split below B = 1057.  Split class: 3 variants, whole: 1.
+    # 64 per program at most), 16-bit rows split below B = 1057.  Split class: 4 variants, whole: 1.
     labels = {row[0] for row in rows if row[1] == "sm_90"}
     assert labels == {"shard[float32]", "shard[float16]", "shard[bfloat16]"} | {
         f"sample[{dtype},{variant},split,B=1]" for dtype in ("float32", "float16", "bfloat16")
-        for variant in ("tokens", "logprobs", "per_row")} | {
+        for variant in ("tokens", "logprobs", "per_row", "filters")} | {
         f"sample[{dtype},tokens,whole,B=1057]" for dtype in ("float16", "bfloat16")}
     assert len(rows) == 2 * len(labels)
     for row in rows:

@@ -223,18 +223,19 @@ def _top_p_threshold(x: torch.Tensor, row_max: torch.Tensor, a_threshold: torch.
     threshold.
     """
     in_a = x >= a_threshold[:, None]
-    units = torch.where(in_a, mass_units(x, row_max[:, None], scale[:, None]), 0)
-    total = units.sum(dim=1)
-    if x.device.type == "cpu":  # host reads are free on the CPU
-        width = max(1, int(in_a.sum(dim=1).max()))
-        if width * _SMALL_A <= x.shape[1]:
-            values, order = torch.where(in_a, x, NEG_INF).topk(width, dim=1, sorted=True)
-            tau = top_p_threshold_of_sorted(values, units.gather(1, order), total, top_p)
-        else:
-            tau = _top_p_by_buckets(x, row_max, units, in_a, scale, total, top_p)
+    width = max(1, int(in_a.sum(dim=1).max())) if x.device.type == "cpu" else 0  # host reads are free on the CPU
+    if width and width * _SMALL_A <= x.shape[1]:  # the weights of A alone: all of its mass
+        values = torch.where(in_a, x, NEG_INF).topk(width, dim=1, sorted=True).values
+        units = mass_units(values, row_max[:, None], scale[:, None])  # 0 on the -inf padding
+        tau = top_p_threshold_of_sorted(values, units, units.sum(dim=1), top_p)
     else:
-        values, order = torch.where(in_a, x, NEG_INF).sort(dim=1, descending=True)
-        tau = top_p_threshold_of_sorted(values, units.gather(1, order), total, top_p)
+        units = torch.where(in_a, mass_units(x, row_max[:, None], scale[:, None]), 0)
+        total = units.sum(dim=1)
+        if width:
+            tau = _top_p_by_buckets(x, row_max, units, in_a, scale, total, top_p)
+        else:
+            values, order = torch.where(in_a, x, NEG_INF).sort(dim=1, descending=True)
+            tau = top_p_threshold_of_sorted(values, units.gather(1, order), total, top_p)
     return torch.where(top_p < 1.0, tau, NEG_INF)
 
 

@@ -14,6 +14,8 @@ Hugging Face do, so their kept set is ``minp_kernels.reference.kept_mask(..., te
   (``tl.rand`` keyed by seed and token id, an argmax per block of a row), then a torch reduction over
   the blocks.  Runs on CUDA and under ``TRITON_INTERPRET=1``.
 - :func:`gumbel_max`: plain Gumbel-max without min-p (the speed of light of fused sampling).
+- :func:`logprobs_after_sampling`: the log-prob path of serving stacks (vLLM's ``raw_logprobs`` /
+  ``processed_logprobs``): a full ``log_softmax``, ``topk`` and ``gather`` beside HF-style sampling.
 - :func:`hf_filters` and :func:`vllm_style_filters`: the same two paths with top-k and top-p
   (Hugging Face's ``TopKLogitsWarper`` / ``TopPLogitsWarper``; vLLM's sort-based
   ``apply_top_k_top_p``, written here from its source), for the filter benchmark.
@@ -139,6 +141,20 @@ def hf_filters(logits: torch.Tensor, p_base: float = P_BASE, temp: float = TEMP,
     if p_base > 0:
         scores = MinPLogitsWarper(p_base)(None, scores)
     return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1, generator=generator).squeeze(1)
+
+
+def logprobs_after_sampling(logits: torch.Tensor, p_base: float = P_BASE, temp: float = TEMP, *, top_n: int = 20,
+                            processed: bool = False) -> tuple[torch.Tensor, ...]:
+    """HF-style min-p sampling (:func:`_hf_warper_list`, softmax, multinomial) plus log-probs as vLLM
+    computes them after sampling: ``log_softmax`` over ``[B, V]`` (of the raw logits, or of the
+    processed ones with ``processed``), ``topk(top_n)`` and ``gather`` of the sampled ids.  Returns
+    (tokens, their log-probs, top log-probs, top ids)."""
+    raw = logits.float()
+    scores = _hf_warper_list(float(p_base), float(temp))(None, raw)
+    tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
+    logprobs = torch.log_softmax(scores if processed else raw, dim=-1)
+    top = logprobs.topk(top_n, dim=-1)
+    return tokens[:, 0], logprobs.gather(1, tokens)[:, 0], top.values, top.indices
 
 
 def vllm_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor | None, top_p: torch.Tensor | None) -> torch.Tensor:

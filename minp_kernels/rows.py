@@ -150,7 +150,7 @@ def top_p_threshold_of_sorted(values: torch.Tensor, units: torch.Tensor, total: 
     first = torch.where(tie_start, torch.arange(values.shape[1], device=values.device), 0).cummax(dim=1).values
     strictly_larger = before.gather(1, first)
     inside = (strictly_larger.double() < top_p.double()[:, None] * total.double()[:, None]) & (values > NEG_INF)
-    last = (inside.sum(dim=1) - 1).clamp_min(0)
+    last = (inside.count_nonzero(dim=1) - 1).clamp_min(0)
     return values.gather(1, last[:, None])[:, 0]
 
 
@@ -181,7 +181,7 @@ def boundary_bucket(mass: torch.Tensor, total: torch.Tensor, top_p: torch.Tensor
     the goal (not kept): only the boundary bucket needs its tokens sorted."""
     cumulative = mass.cumsum(dim=1)
     goal = top_p.double() * total.double()
-    boundary = (cumulative.double() < goal[:, None]).sum(dim=1).clamp_max(_LAST_BUCKET)
+    boundary = (cumulative.double() < goal[:, None]).count_nonzero(dim=1).clamp_max(_LAST_BUCKET)
     base = torch.where(boundary > 0, cumulative.gather(1, (boundary - 1).clamp_min(0)[:, None])[:, 0], 0)
     return boundary, base
 
@@ -223,7 +223,7 @@ def _top_p_threshold(x: torch.Tensor, row_max: torch.Tensor, a_threshold: torch.
     threshold.
     """
     in_a = x >= a_threshold[:, None]
-    width = max(1, int(in_a.sum(dim=1).max())) if x.device.type == "cpu" else 0  # host reads are free on the CPU
+    width = max(1, int(in_a.count_nonzero(dim=1).max())) if x.device.type == "cpu" else 0  # host reads: CPU only
     if width and width * _SMALL_A <= x.shape[1]:  # the weights of A alone: all of its mass
         values = torch.where(in_a, x, NEG_INF).topk(width, dim=1, sorted=True).values
         units = mass_units(values, row_max[:, None], scale[:, None])  # 0 on the -inf padding

@@ -10,7 +10,6 @@ kept set is HF's.  Wall time per call, median of ``--repeats`` batches of back-t
 (``benchmarks.timing.wall_time``).  Results: ``<out>/filters-cpu-<date>[tag].{json,md,png}``.
 """
 
-import argparse
 import functools
 import os
 
@@ -20,8 +19,7 @@ import minp_kernels
 from benchmarks import baselines
 from benchmarks.families import make_logits
 from benchmarks.report import (
-    HelpFormatter,
-    default_out_dir,
+    cpu_bench_parser,
     environment,
     file_suffix,
     header_lines,
@@ -95,13 +93,7 @@ def plot(rows, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.filters", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64], help="batch sizes")
-    parser.add_argument("--vocab", type=int, default=128256, help="vocabulary size V")
-    parser.add_argument("--repeats", type=int, default=5, help="timed batches per point (median)")
-    parser.add_argument("--out", default=default_out_dir(), help="output folder")
-    parser.add_argument("--tag", default="", help="suffix of the output file names")
+    parser = cpu_bench_parser("python -m benchmarks.filters", __doc__)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

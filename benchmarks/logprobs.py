@@ -9,7 +9,6 @@ against the processed one (``log_softmax`` of the warped logits).  Wall time per
 ``--repeats`` batches (``benchmarks.timing.wall_time``).  Results: ``<out>/logprobs-cpu-<date>[tag].{json,md}``.
 """
 
-import argparse
 import functools
 import os
 
@@ -19,8 +18,7 @@ import minp_kernels
 from benchmarks import baselines
 from benchmarks.families import make_logits
 from benchmarks.report import (
-    HelpFormatter,
-    default_out_dir,
+    cpu_bench_parser,
     environment,
     file_suffix,
     header_lines,
@@ -39,14 +37,8 @@ def ours(logits, seed, top_n, mode):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.logprobs", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64], help="batch sizes")
-    parser.add_argument("--vocab", type=int, default=128256, help="vocabulary size V")
+    parser = cpu_bench_parser("python -m benchmarks.logprobs", __doc__)
     parser.add_argument("--top", type=int, default=20, help="top log-probs N")
-    parser.add_argument("--repeats", type=int, default=5, help="timed batches per point (median)")
-    parser.add_argument("--out", default=default_out_dir(), help="output folder")
-    parser.add_argument("--tag", default="", help="suffix of the output file names")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     env = environment(torch.device("cpu"))

@@ -114,6 +114,17 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def cpu_bench_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every same-run CPU comparison takes: batch sizes, vocabulary, repeats, output."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64], help="batch sizes")
+    parser.add_argument("--vocab", type=int, default=128256, help="vocabulary size V")
+    parser.add_argument("--repeats", type=int, default=5, help="timed batches per point (median)")
+    parser.add_argument("--out", default=default_out_dir(), help="output folder")
+    parser.add_argument("--tag", default="", help="suffix of the output file names")
+    return parser
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown after every option, except unset ones (None / False) whose help says what happens."""
 

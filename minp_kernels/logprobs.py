@@ -13,7 +13,7 @@ import torch
 
 from ._validation import _describe, short_repr, validate_flag, validate_logits, validate_params
 from .api import Backend, sample
-from .rows import NEG_INF, pack_rows, params_constants, row_threshold, sanitize_logits
+from .rows import NEG_INF, float_rows, kept_candidates, params_constants, row_threshold
 
 MAX_TOP_LOGPROBS = 64
 LOGPROBS_MODES = ("processed", "raw")
@@ -70,37 +70,15 @@ def _sorted_top(values: torch.Tensor, ids: torch.Tensor, n: int) -> tuple[torch.
     return ids.gather(1, order[:, :n]), values[:, :n]
 
 
-def _candidates(x: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The tokens where ``keep`` holds, per row, ids ascending: ``(values, ids)`` ``[B, W]`` padded
-    with ``-inf`` and -1.  On the CPU only those tokens (one host read); elsewhere the whole rows,
-    masked (no host sync)."""
-    batch, vocab = x.shape
-    if x.device.type != "cpu":
-        ids = torch.arange(vocab, device=x.device).expand(batch, vocab)
-        return torch.where(keep, x, NEG_INF), torch.where(keep, ids, -1)
-    rows, cols = keep.nonzero(as_tuple=True)  # row-major: ids ascending within a row
-    return pack_rows(rows, batch, (x[rows, cols], NEG_INF), (cols, -1))
-
-
 def _top_by_value(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``n`` largest values of each row and their ids, descending, lowest id first on ties: the
     candidates are every token at least the ``n``-th largest value (all of a tie)."""
     if n == 0:
         return x.new_empty(x.shape[0], 0, dtype=torch.int64), x.new_empty(x.shape[0], 0)
     nth = x.topk(n, dim=1).values[:, -1:]
-    values, ids = _candidates(x, x >= nth)
+    values, ids = kept_candidates(x, x >= nth)
     ids, values = _sorted_top(values, ids, n)
     return ids, values
-
-
-def _float_rows(logits_2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sanitised float32 rows, their max); on the CPU the copy is skipped when nothing needs it."""
-    x = logits_2d.float()
-    row_max = x.amax(dim=1)
-    if logits_2d.device.type != "cpu" or bool((row_max.isnan() | (row_max == float("inf"))).any()):
-        x = sanitize_logits(logits_2d)
-        row_max = x.amax(dim=1)
-    return x, row_max
 
 
 def log_prob_fields(logits_2d: torch.Tensor, params, temperature_first: bool, tokens: torch.Tensor, top_n: int,
@@ -116,7 +94,7 @@ def log_prob_fields(logits_2d: torch.Tensor, params, temperature_first: bool, to
     returned log-probs never reorders them.
     """
     batch = logits_2d.shape[0]
-    x, row_max = _float_rows(logits_2d)
+    x, row_max = float_rows(logits_2d)
     inv_temp, delta, greedy = params_constants(params, batch, x.device, temperature_first)
     threshold = row_threshold(x, row_max, delta, inv_temp, greedy, params, temperature_first)
     invalid = tokens < 0
@@ -128,7 +106,7 @@ def log_prob_fields(logits_2d: torch.Tensor, params, temperature_first: bool, to
     def shifted(values):
         return torch.where(values > NEG_INF, (values - row_max[:, None]) * scale, NEG_INF)
 
-    kept_values, kept_ids = _candidates(x, x >= threshold[:, None])
+    kept_values, kept_ids = kept_candidates(x, x >= threshold[:, None])
     log_kept = torch.logsumexp(shifted(kept_values), dim=1, keepdim=True)
     # (x - m) * s is -inf on -inf logits when s > 0; rows with s = 0 (temp = inf, greedy) are NaN
     # there and take their mass from the counts (or are greedy: 1).

@@ -40,6 +40,16 @@ def sanitize_logits(logits_2d: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(logits_2d.float(), nan=NEG_INF, posinf=FLT_MAX, neginf=NEG_INF)
 
 
+def float_rows(logits_2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sanitised float32 rows, their max); on the CPU the copy is skipped when nothing needs it."""
+    x = logits_2d.float()
+    row_max = x.amax(dim=1)
+    if logits_2d.device.type != "cpu" or bool((row_max.isnan() | (row_max == float("inf"))).any()):
+        x = sanitize_logits(logits_2d)
+        row_max = x.amax(dim=1)
+    return x, row_max
+
+
 def row_tensor(value: float | int | torch.Tensor, batch: int, device: torch.device,
                dtype: torch.dtype) -> torch.Tensor:
     """A scalar or ``[B]`` tensor parameter as a ``[B]`` tensor of ``dtype`` (``[1]`` broadcasts).
@@ -108,8 +118,9 @@ def gumbel_scores(x: torch.Tensor, row_max: torch.Tensor, inv_temp: torch.Tensor
 # Top-k and top-p
 # ------------------------------------------------------------------------------------------------
 def has_filters(params: RowParams) -> bool:
-    """Whether top-k or top-p may cut any row (a per-row tensor counts, whatever its values)."""
-    return params.top_k is not None or params.top_p is not None
+    """Whether top-k or top-p may cut any row (a per-row tensor counts, whatever its values), or the
+    kept set's threshold is given already (``params.threshold``)."""
+    return params.top_k is not None or params.top_p is not None or params.threshold is not None
 
 
 def _top_k_threshold(x: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
@@ -200,6 +211,18 @@ def pack_rows(rows_of: torch.Tensor, batch: int, *columns: tuple[torch.Tensor, f
         out[rows_of, position] = values
         packed.append(out)
     return packed
+
+
+def kept_candidates(x: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens where ``keep`` holds, per row, ids ascending: ``(values, ids)`` ``[B, W]`` padded
+    with ``-inf`` and -1.  On the CPU only those tokens (one host read); elsewhere the whole rows,
+    masked (no host sync)."""
+    batch, vocab = x.shape
+    if x.device.type != "cpu":
+        ids = torch.arange(vocab, device=x.device).expand(batch, vocab)
+        return torch.where(keep, x, NEG_INF), torch.where(keep, ids, -1)
+    rows, cols = keep.nonzero(as_tuple=True)  # row-major: ids ascending within a row
+    return pack_rows(rows, batch, (x[rows, cols], NEG_INF), (cols, -1))
 
 
 def _top_p_by_buckets(x, row_max, units, in_a, scale, total, top_p):

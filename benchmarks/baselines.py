@@ -157,6 +157,28 @@ def logprobs_after_sampling(logits: torch.Tensor, p_base: float = P_BASE, temp: 
     return tokens[:, 0], logprobs.gather(1, tokens)[:, 0], top.values, top.indices
 
 
+def speculative_full_softmax(target_logits: torch.Tensor, draft_ids: torch.Tensor, p_base: float = P_BASE,
+                             temp: float = TEMP, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Rejection sampling of one-hot drafts the direct way: full min-p softmaxes over ``[B, K+1, V]``
+    (temperature first), accept ``d_j`` when ``u < p_j(d_j)``, a multinomial from ``p_j`` without
+    ``d_j`` at the first rejection, else from ``p_K``.  Returns the ``[B, K+1]`` tokens (-1 after)."""
+    probs = torch.softmax(target_logits.float() / temp, dim=-1)
+    probs = probs.masked_fill(probs < p_base * probs.amax(dim=-1, keepdim=True), 0.0)
+    probs = probs / probs.sum(dim=-1, keepdim=True)
+    batch, drafts = draft_ids.shape
+    p_draft = probs[:, :drafts].gather(2, draft_ids[..., None])[..., 0]
+    uniform = torch.rand(batch, drafts, generator=generator, device=target_logits.device)
+    accepted = (uniform < p_draft).long().cumprod(dim=1).sum(dim=1)
+    rows = torch.arange(batch, device=target_logits.device)
+    final = probs[rows, accepted].clone()
+    rejected = accepted < drafts
+    final[rows[rejected], draft_ids[rows[rejected], accepted[rejected]]] = 0.0
+    token = torch.multinomial(final / final.sum(dim=-1, keepdim=True), 1, generator=generator)[:, 0]
+    out = torch.where(torch.arange(drafts + 1, device=target_logits.device)[None, :] < accepted[:, None],
+                      torch.cat([draft_ids, draft_ids[:, :1]], dim=1), -1)
+    return out.scatter_(1, accepted[:, None], token[:, None])
+
+
 def vllm_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor | None, top_p: torch.Tensor | None) -> torch.Tensor:
     """vLLM v1's torch ``apply_top_k_top_p``: one ascending sort, the k-th value's mask, the
     cumulative softmax's ``<= 1 - p`` mask (the largest token always kept), scattered back."""

@@ -296,7 +296,10 @@ def filter_threshold(x: torch.Tensor, row_max: torch.Tensor, minp_threshold: tor
     batch, device = x.shape[0], x.device
     threshold = minp_threshold
     tau_k = torch.full((batch,), NEG_INF, device=device)
-    if params.top_k is not None:
+    if isinstance(params.top_k, int):  # one k for every row (0 < k < V): a top-k, no sort, no host read
+        tau_k = x.topk(params.top_k, dim=1).values[:, -1]
+        threshold = torch.maximum(threshold, tau_k)
+    elif params.top_k is not None:
         tau_k = _top_k_threshold(x, row_tensor(params.top_k, batch, device, torch.int64).clamp_min(0))
         threshold = torch.maximum(threshold, tau_k)
     if params.top_p is not None:

@@ -286,3 +286,28 @@ def test_huge_and_infinite_rows_identical_on_gpu():
         (tok, lp), (tok_ref, lp_ref) = both_backends(logits, p_base, temp, seed, 3, False, True)
         assert torch.equal(tok, tok_ref)
         assert torch.allclose(lp, lp_ref, atol=1e-5, rtol=0, equal_nan=True)
+
+
+def test_filters_logprobs_and_speculative_identical_backends_on_gpu():
+    """Top-k / top-p (per-row and scalar), the log-prob fields and speculative verification on CUDA:
+    the Triton backend and the torch backend (the dense path there) agree bit for bit."""
+    from minp_kernels.speculative import verify
+
+    logits = lm_like_logits(64, 128256, torch.bfloat16, "cuda", seed=12)
+    seed = torch.arange(64, device="cuda")
+    top_k = torch.randint(0, 200, (64,), device="cuda")
+    top_p = torch.rand(64, device="cuda") * 0.9 + 0.1
+    for kwargs in (dict(top_k=50), dict(top_p=0.9), dict(top_k=top_k, top_p=top_p, top_p_after_min_p=True)):
+        (tok, lp), (tok_ref, lp_ref) = both_backends(logits, 0.05, 1.1, seed, 2, True, True, **kwargs)
+        assert torch.equal(tok, tok_ref), kwargs
+        assert torch.allclose(lp, lp_ref, atol=1e-5, rtol=0, equal_nan=True)
+    outs = [minp_kernels.sample_with_logprobs(logits, 0.05, 1.1, seed=seed, top_logprobs=20, backend=backend,
+                                              logprobs_mode=mode, top_k=top_k)
+            for mode in ("processed", "raw") for backend in ("triton", "torch")]
+    for a, b in ((outs[0], outs[1]), (outs[2], outs[3])):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    target = logits[:40].float().view(8, 5, -1)
+    drafts = target[:, :4].argmax(dim=-1)
+    a = verify(target, drafts, 0.05, 1.0, seed=seed[:8], backend="triton")
+    b = verify(target, drafts, 0.05, 1.0, seed=seed[:8], backend="torch")
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -220,3 +220,21 @@ def test_torch_compile_rounds_out_of_range_scalars_like_eager():
         return minp_kernels.sample(x, 0.1, 1e39, seed=3)
 
     assert torch.equal(torch.compile(step, fullgraph=True, backend="eager")(logits), step(logits))
+
+
+def test_processor_and_serving_adapter_take_top_k_and_top_p():
+    """The HF processor masks exactly the kept set with the filters; min_p_sample draws what sample()
+    draws in vLLM's order (temperature first, top-p after min-p)."""
+    from minp_kernels.integrations.hf import MinPLogitsProcessor
+    from minp_kernels.integrations.serving import min_p_sample
+
+    logits = torch.randn(4, 300) * 3
+    processor = MinPLogitsProcessor(0.05, 1.2, temperature_first=True, top_k=20, top_p=0.8)
+    keep = kept_mask(logits, 0.05, 1.2, temperature_first=True, top_k=20, top_p=0.8)
+    assert torch.equal(processor(None, logits).isfinite(), keep)
+    top_k, top_p = torch.tensor([0, 5, 50, 300]), torch.tensor([0.9, 1.0, 0.5, 0.7])
+    seeds, steps = torch.arange(4), torch.zeros(4, dtype=torch.int64)
+    tokens = min_p_sample(logits, torch.full((4,), 0.05), torch.full((4,), 1.2), seeds, steps, top_k=top_k, top_p=top_p)
+    expected = minp_kernels.sample(logits, torch.full((4,), 0.05), torch.full((4,), 1.2), seed=seeds, offset=steps,
+                                   temperature_first=True, top_k=top_k, top_p=top_p, top_p_after_min_p=True)
+    assert torch.equal(tokens, expected)

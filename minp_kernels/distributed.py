@@ -87,7 +87,9 @@ def global_threshold(x: torch.Tensor, row_max: torch.Tensor, params: RowParams, 
         bucket, mass = bucket_masses(x, row_max, units, in_a, scale)
         boundary, base = boundary_bucket(_all_reduce(mass, dist.ReduceOp.SUM, group), total, top_p)
         rows, cols = (bucket == boundary[:, None]).nonzero(as_tuple=True)
-        width = torch.bincount(rows, minlength=batch).max().reshape(1) if rows.numel() else torch.ones(1)
+        # On the shard's device, even when this rank holds none of the boundary tokens: NCCL takes no CPU tensor.
+        width = torch.bincount(rows, minlength=batch).amax().reshape(1) if rows.numel() else torch.ones(
+            1, dtype=torch.int64, device=x.device)
         width = max(1, int(_all_reduce(width.to(torch.int64), dist.ReduceOp.MAX, group)))
         values, slice_units = pack_rows(rows, batch, (x[rows, cols], NEG_INF), (units[rows, cols], 0), width=width)
         values, order = _all_gather_cat(values, group).sort(dim=1, descending=True)

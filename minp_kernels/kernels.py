@@ -192,8 +192,9 @@ def _group_candidate(x, cols, groups, thr, reference, inv_temp, greedy, seed, of
     """Best kept token of one sanitised ``[GROUP_ROWS, WIDTH]`` group for threshold ``thr``.
 
     The score is ``max(max(x - reference, -FLT_MAX) * inv_temp + G, -FLT_MAX)``: three roundings, as
-    the torch twins compute it.  Returns (score, column, sum of exp((x - reference) * inv_temp) over
-    kept).  Two block reductions (the max score, the lowest column holding it), three with
+    the torch twins compute it.  Returns (score, column, sum of exp(max(x - reference, -FLT_MAX) *
+    inv_temp) over kept: the clamp keeps ``-inf * 0`` out of a temp = inf row whose range passes
+    the float32 range).  Two block reductions (the max score, the lowest column holding it), three with
     log-probabilities.
     """
     keep = (x >= thr) & (x > float("-inf"))
@@ -207,7 +208,8 @@ def _group_candidate(x, cols, groups, thr, reference, inv_temp, greedy, seed, of
     best = _max2d(score)
     col = tl.min(tl.min(tl.where(score == best, cols, INT32_MAX), axis=1), axis=0)
     if RETURN_LOGPROBS:
-        z = tl.sum(tl.sum(tl.where(keep, tl.exp((x - reference) * inv_temp), 0.0), axis=1), axis=0)
+        z = tl.sum(tl.sum(tl.where(keep, tl.exp(tl.maximum(x - reference, -FLT_MAX) * inv_temp), 0.0), axis=1),
+                   axis=0)
     else:
         z = 0.0
     return best, col, z
@@ -324,24 +326,29 @@ def _published_row_max(workspace_ptr, row, batch, num_splits, seg_max, SPIN_POLL
     # Release: the max above is visible to whoever sees this arrival.
     state = tl.atomic_add(workspace_ptr + row, 1, sem="acq_rel") + 1
     polls = 0
+    # Relaxed polls (an acquire load would invalidate the SM's L1 every time, evicting the other
+    # programs' phase-2 rereads); one acquire read-modify-write after the loop orders what follows
+    # after every arrival it saw (it reads the latest value, in every arrival's release sequence).
     while ((state & SYNC_ARRIVED_MASK) < num_splits) & (polls < SPIN_POLLS):
-        state = tl.atomic_add(workspace_ptr + row, 0, sem="acquire")
+        state = tl.atomic_add(workspace_ptr + row, 0, sem="relaxed")
         polls += 1
+    tl.atomic_add(workspace_ptr + row, 0, sem="acquire")
     # At least this split's own key: never the zero of an empty word.
     return _float_of_key(tl.atomic_max(key_ptr, tl.full([], 0, tl.uint32), sem="relaxed"))
 
 
 @triton.jit
-def _merge_records(seg_max, seg_reference, seg_score, seg_col, seg_logit, seg_z, row_max, row_ptr, seg_len, col_end,
-                   delta, floor, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS: tl.constexpr,
+def _merge_records(first, seg_max, seg_reference, seg_score, seg_col, seg_logit, seg_z, row_max, row_ptr, seg_len,
+                   col_end, delta, floor, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS: tl.constexpr,
                    TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr):
-    """Exact row result from per-segment records.
+    """Exact result of a chunk of segment records (segments ``first``, ``first + 1``, ...).
 
     Segment ``k`` covers columns ``[k * seg_len, (k + 1) * seg_len)``.  Its record holds its max, the
     reference it scored against (a lower bound of the row max, see :func:`_published_row_max`) and
-    its best token for the threshold ``max(reference + delta, floor)``.  A record whose reference is the row max
-    is exact.  The others are rescanned with the row max when the segment holds kept tokens (a
-    lower reference rounds the scores differently and keeps a superset).
+    its best token for the threshold ``max(reference + delta, floor)``.  A record whose reference is
+    the row max is exact.  The others are rescanned with the row max when the segment holds kept
+    tokens (a lower reference rounds the scores differently and keeps a superset).  Returns the
+    chunk's (score, column, logit, normaliser part).
     """
     thr = tl.maximum(row_max + delta, floor)
     ids = tl.arange(0, seg_max.shape[0])
@@ -349,7 +356,7 @@ def _merge_records(seg_max, seg_reference, seg_score, seg_col, seg_logit, seg_z,
     rescan = live & (seg_reference != row_max)
     while tl.max(rescan.to(tl.int32), axis=0) > 0:
         k = tl.min(tl.where(rescan, ids, seg_max.shape[0]), axis=0)
-        lo = k * seg_len
+        lo = (first + k) * seg_len
         score, col, logit, z = _scan_known_threshold(
             row_ptr, lo, tl.minimum(lo + seg_len, col_end), thr, row_max, inv_temp, greedy, seed, offset, stream, 0,
             RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
@@ -374,34 +381,53 @@ def _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, inval
     no_token = (row_max == float("-inf")) | invalid
     tl.store(tokens_ptr + row, tl.where(no_token, -1, best_col.to(tl.int64)))
     if RETURN_LOGPROBS:
-        logprob = tl.where(greedy, 0.0, (best_logit - row_max) * inv_temp - tl.log(z))
+        logprob = tl.where(greedy, 0.0, tl.maximum(best_logit - row_max, -FLT_MAX) * inv_temp - tl.log(z))
         tl.store(logprobs_ptr + row, tl.where(no_token, float("nan"), logprob))
 
 
 @triton.jit
 def _merge_splits(row, num_splits, records_ptr, row_ptr, cols_per_program, vocab_size, delta, floor, inv_temp, greedy,
                   invalid, seed, offset, stream, tokens_ptr, logprobs_ptr, RETURN_LOGPROBS: tl.constexpr,
-                  MAX_SPLITS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
+                  MERGE_CHUNK: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr,
                   WIDTH: tl.constexpr):
-    """Merge the split records of ``row`` with :func:`_merge_records`.
+    """Merge the split records of ``row`` with :func:`_merge_records`, ``MERGE_CHUNK`` records at a
+    time (so the registers do not grow with the vocabulary): one pass for the row max, one for the
+    chunks' results, folded in column order (a later chunk wins only with a larger score).
 
-    Bytes: ``24 * num_splits`` read, plus the columns of any split that scored against less than
+    Bytes: ``28 * num_splits`` read, plus the columns of any split that scored against less than
     the row max and holds kept tokens (read again, usually from L2).
     """
-    ids = tl.arange(0, MAX_SPLITS)
-    valid = ids < num_splits
-    record = records_ptr + (row * num_splits + ids) * SPLIT_RECORD_WORDS
-    floats = record.to(tl.pointer_type(tl.float32))
-    seg_max = tl.load(floats + SPLIT_ROW_MAX, mask=valid, other=float("-inf"), cache_modifier=".cg")
-    seg_reference = tl.load(floats + SPLIT_REFERENCE, mask=valid, other=float("-inf"), cache_modifier=".cg")
-    seg_score = tl.load(floats + SPLIT_SCORE, mask=valid, other=float("-inf"), cache_modifier=".cg")
-    seg_logit = tl.load(floats + SPLIT_LOGIT, mask=valid, other=float("-inf"), cache_modifier=".cg")
-    seg_z = tl.load(floats + SPLIT_Z, mask=valid, other=0.0, cache_modifier=".cg")
-    seg_col = tl.load(record + SPLIT_COLUMN, mask=valid, other=0, cache_modifier=".cg")
-    row_max = tl.max(seg_max, axis=0)
-    best, best_col, best_logit, z = _merge_records(
-        seg_max, seg_reference, seg_score, seg_col, seg_logit, seg_z, row_max, row_ptr, cols_per_program, vocab_size,
-        delta, floor, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS, WIDTH)
+    ids = tl.arange(0, MERGE_CHUNK)
+    row_records = records_ptr + row * num_splits * SPLIT_RECORD_WORDS
+    row_max = tl.full([], float("-inf"), tl.float32)
+    for first in range(0, num_splits, MERGE_CHUNK):
+        floats = (row_records + (first + ids) * SPLIT_RECORD_WORDS).to(tl.pointer_type(tl.float32))
+        seg_max = tl.load(floats + SPLIT_ROW_MAX, mask=first + ids < num_splits, other=float("-inf"),
+                          cache_modifier=".cg")
+        row_max = tl.maximum(row_max, tl.max(seg_max, axis=0))
+    best = tl.full([], float("-inf"), tl.float32)
+    best_col = tl.full([], INT32_MAX, tl.int32)
+    best_logit = tl.full([], float("-inf"), tl.float32)
+    z = tl.zeros([], tl.float32)
+    for first in range(0, num_splits, MERGE_CHUNK):
+        valid = first + ids < num_splits
+        record = row_records + (first + ids) * SPLIT_RECORD_WORDS
+        floats = record.to(tl.pointer_type(tl.float32))
+        seg_max = tl.load(floats + SPLIT_ROW_MAX, mask=valid, other=float("-inf"), cache_modifier=".cg")
+        seg_reference = tl.load(floats + SPLIT_REFERENCE, mask=valid, other=float("-inf"), cache_modifier=".cg")
+        seg_score = tl.load(floats + SPLIT_SCORE, mask=valid, other=float("-inf"), cache_modifier=".cg")
+        seg_logit = tl.load(floats + SPLIT_LOGIT, mask=valid, other=float("-inf"), cache_modifier=".cg")
+        seg_z = tl.load(floats + SPLIT_Z, mask=valid, other=0.0, cache_modifier=".cg")
+        seg_col = tl.load(record + SPLIT_COLUMN, mask=valid, other=0, cache_modifier=".cg")
+        score, col, logit, z_part = _merge_records(
+            first, seg_max, seg_reference, seg_score, seg_col, seg_logit, seg_z, row_max, row_ptr, cols_per_program,
+            vocab_size, delta, floor, inv_temp, greedy, seed, offset, stream, RETURN_LOGPROBS, TILE_ROWS, GROUP_ROWS,
+            WIDTH)
+        later_wins = score > best
+        best_col = tl.where(later_wins, col, best_col)
+        best_logit = tl.where(later_wins, logit, best_logit)
+        best = tl.maximum(best, score)
+        z += z_part
     _store_result(row, best_col, best_logit, z, row_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                   RETURN_LOGPROBS)
 
@@ -416,17 +442,19 @@ _SCALAR_WORDS = ["seed_lo", "seed_hi", "offset_lo", "offset_hi"]
 
 @triton.jit(do_not_specialize=_SCALAR_WORDS)
 def minp_sample_kernel(
-    logits_ptr, logits_row_stride, vocab_size, cols_per_program, num_splits,
+    logits_ptr, logits_row_stride, vocab_size, cols_per_program,
     p_base_ptr, p_base_stride, log_p_base, temp_ptr, temp_stride, temp,
     seed_ptr, seed_stride, seed_lo, seed_hi, offset_ptr, offset_stride, offset_lo, offset_hi,
     threshold_ptr, tokens_ptr, logprobs_ptr, split_workspace_ptr,
     P_BASE_FROM_PTR: tl.constexpr, TEMP_FROM_PTR: tl.constexpr, SEED_FROM_PTR: tl.constexpr,
     SEED_SHARED: tl.constexpr, OFFSET_FROM_PTR: tl.constexpr, THRESHOLD_FROM_PTR: tl.constexpr,
     TEMPERATURE_FIRST: tl.constexpr, RETURN_LOGPROBS: tl.constexpr, HAS_SPLITS: tl.constexpr,
-    MAX_TILES: tl.constexpr, MAX_SPLITS: tl.constexpr,
+    MAX_TILES: tl.constexpr, MERGE_CHUNK: tl.constexpr,
     SPIN_POLLS: tl.constexpr, TILE_ROWS: tl.constexpr, GROUP_ROWS: tl.constexpr, WIDTH: tl.constexpr,
 ):
-    """Min-p sample of split ``program_id(0) % num_splits`` of row ``program_id(0) // num_splits``.
+    """Min-p sample of split ``program_id(0) % num_splits`` of row ``program_id(0) // num_splits``
+    (``num_splits = cdiv(vocab_size, cols_per_program)``, derived here: as an argument the JIT would
+    specialise it on its divisibility by 16 and compile again for some batch sizes).
 
     Phase 1 streams the columns once (next tile prefetched) and keeps only each tile's max in
     registers.  The reference (the score's origin and the threshold's base) is then the segment max,
@@ -447,6 +475,7 @@ def minp_sample_kernel(
     zeroed, written and read back, and a rescanned split in rows whose splits did not run together.
     """
     pid = tl.program_id(0)
+    num_splits = tl.cdiv(vocab_size, cols_per_program)
     if HAS_SPLITS:
         row = (pid // num_splits).to(tl.int64)
         split = pid % num_splits
@@ -507,7 +536,7 @@ def minp_sample_kernel(
         if (state >> SYNC_FINISHED_SHIFT) == num_splits - 1:
             _merge_splits(row, num_splits, records_ptr, row_ptr, cols_per_program, vocab_size, delta, floor,
                           inv_temp, greedy, invalid, row_seed, row_offset, stream, tokens_ptr, logprobs_ptr,
-                          RETURN_LOGPROBS, MAX_SPLITS, TILE_ROWS, GROUP_ROWS, WIDTH)
+                          RETURN_LOGPROBS, MERGE_CHUNK, TILE_ROWS, GROUP_ROWS, WIDTH)
     else:
         _store_result(row, best_col, best_logit, z, seg_max, inv_temp, greedy, invalid, tokens_ptr, logprobs_ptr,
                       RETURN_LOGPROBS)

@@ -37,6 +37,10 @@ PROGRAMS_PER_SM = 16  # split rows until the grid has about this many programs p
 # runs a wave later loses little before it goes on without it (the merge then rescans).  Not yet
 # measured on a GPU.  The interpreter runs programs one at a time, so it never waits.
 SPIN_POLLS = 32
+# Split records the merge holds in registers at once (it loops over chunks): fixed, so the registers
+# do not grow with the vocabulary (a chunk of 4096 spilled 3.5 KB per thread on sm_90).
+MERGE_CHUNK = 128
+MAX_SPLITS = 0x7FFF  # the sync word counts arrivals in 16 bits and finished splits above
 # Triton's CPU interpreter costs per block operation, not per element: by default it runs 8 KB tiles
 # of one noise group each (the same code path; tests pass block / num_warps to cover several
 # groups per tile).
@@ -88,7 +92,10 @@ def plan_splits(batch, vocab, block, sm_count, num_splits=None):
         num_splits = max(1, min(PROGRAMS_PER_SM * sm_count // max(batch, 1), tiles))
     num_splits = max(num_splits, _cdiv(tiles, MAX_TILES_PER_PROGRAM))
     cols_per_program = _cdiv(tiles, num_splits) * block
-    return cols_per_program, _cdiv(vocab, cols_per_program)
+    splits = _cdiv(vocab, cols_per_program)
+    if splits > MAX_SPLITS:  # only an explicit num_splits gets here (MAX_VOCAB needs 32764 at most)
+        raise ValueError(f"num_splits: expected at most {MAX_SPLITS} splits per row, got {splits}")
+    return cols_per_program, splits
 
 
 class LaunchPlan(NamedTuple):
@@ -138,7 +145,8 @@ def launch_plan(device, batch, vocab, itemsize, num_splits=None, block=None, num
     sm_count = sm_count or _sm_count(device)
     cols_per_program, splits = plan_splits(batch, vocab, block, sm_count, num_splits)
     most_splits = max(splits, min(_cdiv(vocab, block), PROGRAMS_PER_SM * sm_count))
-    constexprs = dict(HAS_SPLITS=splits > 1, MAX_TILES=MAX_TILES_PER_PROGRAM, MAX_SPLITS=_next_power_of_2(most_splits),
+    constexprs = dict(HAS_SPLITS=splits > 1, MAX_TILES=MAX_TILES_PER_PROGRAM,
+                      MERGE_CHUNK=min(_next_power_of_2(most_splits), MERGE_CHUNK),
                       SPIN_POLLS=0 if INTERPRETED else SPIN_POLLS, TILE_ROWS=tile_rows, GROUP_ROWS=group_rows,
                       WIDTH=width)
     # Per row a sync word and a published-max key, then the records (kernels.py, "Split workspace").
@@ -270,7 +278,7 @@ def sample_kernel_arguments(logits_2d, params: RowParams, temperature_first, ret
         int_dummy = unused_pointer(logits_2d.device)
         float_dummy = int_dummy.view(torch.float32)
         constant = dict(
-            vocab_size=logits_2d.shape[1], cols_per_program=plan.cols_per_program, num_splits=plan.num_splits,
+            vocab_size=logits_2d.shape[1], cols_per_program=plan.cols_per_program,
             **_row_constant_arguments(kinds, float_dummy, int_dummy), logprobs_ptr=float_dummy,
             THRESHOLD_FROM_PTR=kinds[5], threshold_ptr=float_dummy,
             split_workspace_ptr=int_dummy.view(torch.int32), TEMPERATURE_FIRST=bool(temperature_first),

@@ -13,7 +13,7 @@ import torch
 
 from ._validation import _describe, short_repr, validate_flag, validate_logits, validate_params
 from .api import Backend, sample
-from .rows import NEG_INF, float_rows, kept_candidates, params_constants, row_threshold
+from .rows import NEG_INF, float_rows, kept_candidates, params_constants, row_threshold, tempered
 
 MAX_TOP_LOGPROBS = 64
 LOGPROBS_MODES = ("processed", "raw")
@@ -75,7 +75,7 @@ def _top_by_value(x: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     candidates are every token at least the ``n``-th largest value (all of a tie)."""
     if n == 0:
         return x.new_empty(x.shape[0], 0, dtype=torch.int64), x.new_empty(x.shape[0], 0)
-    nth = x.topk(n, dim=1).values[:, -1:]
+    nth = x.topk(min(n, x.shape[1]), dim=1).values[:, -1:]  # N above V: all of them, then padding
     values, ids = kept_candidates(x, x >= nth)
     ids, values = _sorted_top(values, ids, n)
     return ids, values
@@ -104,7 +104,7 @@ def log_prob_fields(logits_2d: torch.Tensor, params, temperature_first: bool, to
     scale = torch.where(greedy, 0.0, inv_temp)[:, None]
 
     def shifted(values):
-        return torch.where(values > NEG_INF, (values - row_max[:, None]) * scale, NEG_INF)
+        return torch.where(values > NEG_INF, tempered(values, row_max[:, None], scale), NEG_INF)
 
     kept_values, kept_ids = kept_candidates(x, x >= threshold[:, None])
     log_kept = torch.logsumexp(shifted(kept_values), dim=1, keepdim=True)
@@ -124,9 +124,13 @@ def log_prob_fields(logits_2d: torch.Tensor, params, temperature_first: bool, to
 
     if mode == "processed":
         token_logprob = processed(token_value, token)
-        ranks = torch.where(greedy, 1, 1 + (kept_values > token_value).count_nonzero(dim=1))  # the larger are kept
-        top_ids, top_values = _sorted_top(kept_values, kept_ids, top_n)
-        top_values = processed(top_values, top_ids)
+        # The order of the processed log-probs: the logits', except at temp = inf, where every kept
+        # token has the same log-prob (all tie: rank 1, lowest ids first).
+        order_key = torch.where(scale == 0, torch.where(kept_values > NEG_INF, 0.0, NEG_INF), kept_values)
+        token_key = torch.where(scale == 0, 0.0, token_value)
+        ranks = torch.where(greedy, 1, 1 + (order_key > token_key).count_nonzero(dim=1))  # the larger are kept
+        top_ids, _ = _sorted_top(order_key, kept_ids, top_n)
+        top_values = torch.where(top_ids >= 0, processed(x.gather(1, top_ids.clamp_min(0)), top_ids), NEG_INF)
         top_ids = torch.where(top_values > NEG_INF, top_ids, -1)
         given = processed(x.gather(1, token_ids), token_ids) if token_ids is not None else x.new_empty(batch, 0)
     else:

@@ -20,7 +20,7 @@ import torch
 from ._validation import validate_filters, validate_flag, validate_logits, validate_row_float
 from .params import RowParams
 from .philox import gumbel_noise
-from .rows import NEG_INF, gumbel_scores, params_constants, row_noise_keys, row_threshold, sanitize_logits
+from .rows import NEG_INF, gumbel_scores, params_constants, row_noise_keys, row_threshold, sanitize_logits, tempered
 
 KeptSet = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -71,7 +71,7 @@ def shard_candidates_reference(logits_2d: torch.Tensor, row_max: torch.Tensor, p
     x, row_max, keep, inv_temp, greedy = _kept_set(logits_2d, params, temperature_first, row_max)
     scores = _scores(x, row_max, keep, inv_temp, greedy, params, token_base)
     best, col = scores.max(dim=-1)  # first maximal index on ties, as the kernel
-    z = torch.where(keep, torch.exp((x - row_max[:, None]) * inv_temp[:, None]), 0.0).sum(-1)
+    z = torch.where(keep, torch.exp(tempered(x, row_max[:, None], inv_temp[:, None])), 0.0).sum(-1)
     return torch.stack([best, x.gather(1, col[:, None])[:, 0], z], dim=1), col
 
 
@@ -102,7 +102,7 @@ def sample_reference(logits_2d: torch.Tensor, params: RowParams, temperature_fir
     tokens = torch.where(empty, -1, token)
     if not return_logprobs:
         return tokens, None
-    shifted = (x - row_max[:, None]) * inv_temp[:, None]
+    shifted = tempered(x, row_max[:, None], inv_temp[:, None])
     log_norm = torch.logsumexp(torch.where(keep, shifted, NEG_INF), dim=-1)
     picked = shifted.gather(1, token[:, None])[:, 0]
     logprobs = torch.where(greedy, 0.0, picked - log_norm)
@@ -168,7 +168,7 @@ def minp_probs(logits: torch.Tensor, p_base: float | torch.Tensor, temp: float |
     """
     (x, row_max, keep, inv_temp, greedy), was_1d = _validated_kept_set(logits, p_base, temp, temperature_first,
                                                                        top_k, top_p, top_p_after_min_p)
-    weights = torch.where(keep, torch.exp((x - row_max[:, None]) * inv_temp[:, None]), 0.0)
+    weights = torch.where(keep, torch.exp(tempered(x, row_max[:, None], inv_temp[:, None])), 0.0)
     probs = weights / weights.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     one_hot = torch.nn.functional.one_hot(x.argmax(dim=-1), x.shape[-1]).float()
     probs = torch.where(greedy[:, None], one_hot, probs)

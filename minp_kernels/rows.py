@@ -108,10 +108,17 @@ def row_noise_keys(params: RowParams, batch: int, device: torch.device) -> tuple
     return seed, offset, stream
 
 
+def tempered(x: torch.Tensor, row_max: torch.Tensor, inv_temp: torch.Tensor) -> torch.Tensor:
+    """``max(x - m, -FLT_MAX) * inv_temp``, the log-weight of every token from the row max (as the kernel
+    computes it): the clamp keeps ``-inf * 0`` (NaN) out of a temp = inf row whose range passes the
+    float32 range; ``-inf`` logits stay ``-inf`` at a finite temperature."""
+    return (x - row_max).clamp_min_(-FLT_MAX) * inv_temp
+
+
 def gumbel_scores(x: torch.Tensor, row_max: torch.Tensor, inv_temp: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """``max(max(x - m, -FLT_MAX) * inv_temp + G, -FLT_MAX)``, rounded after each operation as the
     kernel computes it (no fused multiply-add); every argument broadcasts against ``x``."""
-    return ((x - row_max).clamp_min_(-FLT_MAX) * inv_temp + noise).clamp_min_(-FLT_MAX)
+    return (tempered(x, row_max, inv_temp) + noise).clamp_min_(-FLT_MAX)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -139,7 +146,7 @@ def _top_k_threshold(x: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
 def mass_units(x: torch.Tensor, row_max: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """int64 weight of each token in units of ``2**-32`` of the row max's: ``floor(exp((x - m) * s) *
     2**32)``, 0 for ``-inf`` tokens (every argument broadcasts against ``x``)."""
-    shifted = torch.where(x > NEG_INF, (x - row_max) * scale, NEG_INF)
+    shifted = torch.where(x > NEG_INF, tempered(x, row_max, scale), NEG_INF)
     # In float32: scaling by 2**32 is exact and so is the floor of the result (at or above 2**24 a
     # float32 is an integer already), so this is floor(w * 2**32) exactly.
     return (torch.exp(shifted) * MASS_UNIT).floor_().to(torch.int64)

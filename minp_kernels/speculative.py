@@ -26,7 +26,7 @@ from ._validation import _describe, validate_flag, validate_logits, validate_par
 from .api import Backend, sample
 from .params import MAX_VOCAB, RowParams
 from .philox import gumbel_from_words, token_list_words, uniform_from_words
-from .rows import NEG_INF, float_rows, kept_candidates, params_constants, row_noise_keys, row_threshold
+from .rows import NEG_INF, float_rows, kept_candidates, params_constants, row_noise_keys, row_threshold, tempered
 
 ACCEPT_TOKEN = MAX_VOCAB + 4  # a multiple of 4 above every token id: its own Philox counter
 
@@ -78,7 +78,7 @@ def _recovered(x, threshold, row_max, scale, log_kept, draft_prob_rows, draft_to
     values, ids = kept_candidates(x, x >= threshold[:, None])  # p is 0 outside the kept set
     live = ids >= 0
     safe = ids.clamp_min(0)
-    p = torch.where(live, torch.exp((values - row_max[:, None]) * scale[:, None] - log_kept[:, None]), 0.0)
+    p = torch.where(live, torch.exp(tempered(values, row_max[:, None], scale[:, None]) - log_kept[:, None]), 0.0)
     q = (draft_prob_rows.gather(1, safe).float() if draft_prob_rows is not None
          else (safe == draft_tokens[:, None]).float())
     residual = torch.where(live, (p - q).clamp_min(0.0), 0.0)
@@ -152,8 +152,8 @@ def verify(target_logits: torch.Tensor, draft_token_ids: torch.Tensor, p_base: f
     threshold = row_threshold(x, row_max, delta, inv_temp, greedy, expanded, temperature_first)
     scale = torch.where(greedy, 0.0, inv_temp)
     kept_values, kept_ids = kept_candidates(x, x >= threshold[:, None])
-    log_kept = torch.logsumexp(torch.where(kept_values > NEG_INF, (kept_values - row_max[:, None]) * scale[:, None],
-                                           NEG_INF), dim=1)
+    kept_weights = tempered(kept_values, row_max[:, None], scale[:, None])
+    log_kept = torch.logsumexp(torch.where(kept_values > NEG_INF, kept_weights, NEG_INF), dim=1)
     greedy_rows = greedy.view(batch, positions)[:, 0]
     # The greedy token: the lowest id holding the row max, found among the kept candidates.
     argmax = kept_ids.gather(1, kept_values.argmax(dim=1, keepdim=True))[:, 0].view(batch, positions)
@@ -162,7 +162,7 @@ def verify(target_logits: torch.Tensor, draft_token_ids: torch.Tensor, p_base: f
     in_vocab = (drafts >= 0) & (drafts < vocab)
     x_draft = x.view(batch, positions, vocab).gather(2, drafts.clamp(0, vocab - 1)[..., None])[..., 0]
     kept_draft = in_vocab & (x_draft >= threshold.view(batch, positions))
-    log_p_draft = ((x_draft - row_max.view(batch, positions)) * scale.view(batch, positions)
+    log_p_draft = (tempered(x_draft, row_max.view(batch, positions), scale.view(batch, positions))
                    - log_kept.view(batch, positions))
     p_draft = torch.where(kept_draft, torch.exp(log_p_draft), 0.0)[:, :-1]
     q_draft = (draft_probs.gather(2, draft_token_ids.clamp(0, vocab - 1)[..., None])[..., 0].float()

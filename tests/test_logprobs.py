@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import minp_kernels
-from minp_kernels.reference import kept_mask
+from minp_kernels.reference import kept_mask, minp_probs
 
 from helpers import DEVICE, lm_like_logits, over_backends, over_orders
 
@@ -109,3 +109,27 @@ def test_errors():
             (dict(token_ids=torch.tensor([[0, -1], [1, 2]])), ValueError, r"token_ids: expected ids in \[0, 10\)")):
         with pytest.raises(error, match=message):
             minp_kernels.sample_with_logprobs(logits, 0.1, 1.0, seed=1, **kwargs)
+
+
+@over_backends
+def test_infinite_temperature_rows(backend):
+    """temp = inf: every kept token has log-prob -ln(n) (n = 3 and 4 here), even when the row's range
+    passes the float32 range (no -inf * 0); they all tie (rank 1, lowest ids first)."""
+    row = torch.tensor([[float("inf"), -3e38, 0.0, float("-inf")], [1.0, 2.0, 3.0, -5.0]], device=DEVICE)
+    out = minp_kernels.sample_with_logprobs(row, 0.0, float("inf"), seed=torch.arange(2, device=DEVICE),
+                                            backend=backend, top_logprobs=4)
+    tokens, lp = minp_kernels.sample(row, 0.0, float("inf"), seed=torch.arange(2, device=DEVICE), backend=backend,
+                                     return_logprobs=True)
+    assert torch.equal(out.tokens, tokens)
+    assert torch.allclose(lp, torch.tensor([-math.log(3.0), -math.log(4.0)], device=DEVICE), atol=1e-6)
+    assert torch.allclose(out.logprobs, lp, atol=1e-6)
+    assert out.ranks.tolist() == [1, 1]
+    assert out.top_token_ids.tolist() == [[0, 1, 2, -1], [0, 1, 2, 3]]
+    assert torch.isfinite(minp_probs(row, 0.0, float("inf"))).all()
+
+
+def test_more_top_logprobs_than_tokens():
+    row = torch.tensor([0.5, 2.0, 1.0], device=DEVICE)
+    for mode in MODES:
+        out = minp_kernels.sample_with_logprobs(row, 0.0, 1.0, seed=1, top_logprobs=5, logprobs_mode=mode)
+        assert out.top_token_ids.tolist() == [1, 2, 0, -1, -1]

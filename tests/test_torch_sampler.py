@@ -4,6 +4,7 @@ The kept-token path (CPU) computes noise for kept tokens only; the dense referen
 token.  They must give identical tokens and log-probabilities within 1e-5 on every kind of row.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,8 +12,16 @@ from minp_kernels import torch_sampler
 from minp_kernels._validation import validate_logits, validate_params
 from minp_kernels.launch import sample_triton
 from minp_kernels.params import RowParams
-from minp_kernels.philox import counter_run_words, token_words
+from minp_kernels.philox import (
+    PACKED_MAX,
+    counter_run_words,
+    gumbel_from_words,
+    gumbel_from_words_numpy,
+    token_words,
+    token_words_numpy,
+)
 from minp_kernels.reference import kept_mask, sample_reference, shard_candidates_reference
+from minp_kernels.rows import FLT_MAX, gumbel_scores, kept_threshold, tempered
 from minp_kernels.torch_sampler import CHUNK, sample_torch, shard_candidates_torch
 
 from helpers import lm_like_logits
@@ -184,12 +193,12 @@ def test_noise_only_for_kept_tokens(monkeypatch):
     """On LM-like rows the CPU path draws one noise word per kept token and none for the others."""
     logits = lm_like_logits(16, 50_000, seed=1)
     counted = []
-    for name in ("token_list_words", "counter_run_words"):
+    for name in ("token_words_numpy", "counter_run_words_numpy"):
         original = getattr(torch_sampler, name)
 
         def counting(*args, _original=original):
             words = _original(*args)
-            counted.append(words.numel())
+            counted.append(words.size)
             return words
 
         monkeypatch.setattr(torch_sampler, name, counting)
@@ -244,3 +253,65 @@ def test_matches_triton_kernel():
         tokens_kernel, logprobs_kernel = sample_triton(logits, params, temperature_first, return_logprobs=True)
         assert torch.equal(tokens, tokens_kernel)
         assert torch.allclose(logprobs, logprobs_kernel, atol=1e-5, rtol=0, equal_nan=True)
+
+
+def test_numpy_row_math_is_the_torch_row_math_bit_for_bit():
+    """The CPU path's numpy forms of the min-p threshold, the log-weight, the Gumbel score and the Gumbel
+    noise are rows.kept_threshold, rows.tempered, rows.gumbel_scores and philox.gumbel_from_words to the
+    bit, edge values included."""
+    gen = torch.Generator().manual_seed(6)
+    specials = torch.tensor([0.0, -0.0, INF, -INF, NAN, FLT_MAX, -FLT_MAX, 1e-45, -1e-45, 1e38, -1e38])
+    row_max = torch.cat([specials, torch.randn(300, generator=gen) * 30])
+    delta = torch.cat([torch.tensor([0.0, -INF, NAN, -FLT_MAX]), -torch.rand(row_max.shape[0] - 4, generator=gen) * 9])
+    delta = delta[torch.randperm(delta.shape[0], generator=gen)]
+    invalid = torch.rand(row_max.shape[0], generator=gen) < 0.2
+    expected = kept_threshold(row_max, delta, invalid)
+    with np.errstate(all="ignore"):
+        got = torch_sampler.kept_threshold_numpy(row_max.numpy(), torch.where(invalid, NAN, delta).numpy())
+    assert torch.equal(torch.from_numpy(got).view(torch.int32), expected.view(torch.int32))
+
+    x = torch.cat([specials, torch.randn(500, generator=gen) * 20])
+    m = x[torch.randperm(x.shape[0], generator=gen)]
+    inv_temp = torch.cat([torch.tensor([0.0, INF, 1e38, 1e-38]), torch.rand(x.shape[0] - 4, generator=gen) * 5])
+    words = torch.randint(0, 2**32, (x.shape[0],), generator=gen)
+    words[:3] = torch.tensor([0, 2**32 - 1, 2**31])
+    noise = gumbel_from_words(words)
+    noise_numpy = gumbel_from_words_numpy(words.numpy())
+    assert torch.equal(torch.from_numpy(noise_numpy).view(torch.int32), noise.view(torch.int32))
+    with np.errstate(all="ignore"):  # as the sampler calls them: inf - inf and 0 * inf give NaN as in torch
+        pairs = [(tempered(x, m, inv_temp), torch_sampler.tempered_numpy(x.numpy(), m.numpy(), inv_temp.numpy())),
+                 (gumbel_scores(x, m, inv_temp, noise),
+                  torch_sampler.gumbel_scores_numpy(x.numpy(), m.numpy(), inv_temp.numpy(), noise_numpy))]
+    for expected, got in pairs:
+        got = torch.from_numpy(got)
+        assert ((got.view(torch.int32) == expected.view(torch.int32)) | (expected.isnan() & got.isnan())).all()
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, PACKED_MAX, PACKED_MAX + 1, 3000])
+def test_token_words_numpy_matches_token_words(count):
+    """Both numpy paths of the pairs' noise words (packed integers for few tokens, numpy arrays for
+    more), with per-token or shared keys, equal the torch definition."""
+    gen = torch.Generator().manual_seed(count)
+    seed, offset = (torch.randint(-2**63, 2**63 - 1, (count,), generator=gen) for _ in range(2))
+    token = torch.randint(0, 2**31 - 1, (count,), generator=gen)
+    stream = torch.randint(0, 2**32, (count,), generator=gen)
+    expected = token_words(seed, token, stream, offset)
+    got = token_words_numpy(seed.numpy(), token.numpy(), stream.numpy(), offset.numpy())
+    assert torch.equal(torch.from_numpy(got), expected)
+    shared = token_words(seed[:1], token, stream[:1], offset[:1]) if count else expected
+    got = token_words_numpy(np.int64(seed[0]) if count else 0, token.numpy(), int(stream[0]) if count else 0,
+                            np.int64(offset[0]) if count else 0)
+    assert torch.equal(torch.from_numpy(got), shared)
+
+
+def test_remembered_constants_follow_the_values_not_the_tensor():
+    """The CPU path remembers per-row constants by the parameters' values: a p_base / temp tensor
+    changed in place between calls gives the new values' draw, as the dense reference does."""
+    logits = lm_like_logits(3, 2000, seed=4)
+    p_base, temp = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([1.0, 0.5, 2.0])
+    seed = torch.arange(3)
+    for _ in range(3):
+        params = validate_params(logits, p_base, temp, seed, 0, None)
+        assert torch.equal(sample_torch(logits, params, True)[0], sample_reference(logits, params, True)[0])
+        p_base.mul_(0.5)
+        temp[1] = 0.0 if temp[1] else 1.5  # greedy and back

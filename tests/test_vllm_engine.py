@@ -6,7 +6,9 @@ Llama built here with transformers and ``save_pretrained`` (2 layers, hidden 128
 probabilities.  The reference logits come from the same transformers model (same weights).
 
 Two engine starts in all (about a minute each on 2 cores): one with the plugin on, one with
-``MINP_KERNELS_VLLM=0``.  Each is a module-scoped fixture that runs every request its tests need,
+``MINP_KERNELS_VLLM=0``.  With the plugin on, every step is drawn by it, top-k / top-p rows included
+(vLLM's order: temperature, min-p, then top-k and top-p over what min-p kept), which the plugin's
+counters show.  Each is a module-scoped fixture that runs every request its tests need,
 records the outputs and the plugin's counters (``worker_stats``, read from the worker process by
 ``collective_rpc``) and shuts the engine down, so only one engine is alive at a time.
 
@@ -49,6 +51,11 @@ CHI_ALPHA = 1e-3  # false-alarm rate of the chi-square test for seeds drawn at r
 OFF_N = 200
 TOL = 1e-3  # logit tolerance (vLLM's CPU model and transformers' differ in the last bits)
 PROMPTS = [[1, 2, 3, 0], [5, 6, 7, 8], [100, 200, 300], [42] * 7, [9, 8, 7, 6, 5], [300, 20, 1], [77], [11, 12]]
+MIXED_PROMPTS = PROMPTS + [[13, 14, 15]]
+MIXED_SEEDED = 5  # the row of mixed_params() also sampled alone: seeded, with min-p, top-k and top-p
+FILTER_N = 200  # first tokens of FILTER_N seeded requests with min-p, top-k and top-p (the documented draw)
+FILTER_SEED0 = 50_000
+FILTER = dict(min_p=0.02, top_k=12, top_p=0.8, temperature=1.3)
 
 
 def build_model(path):
@@ -88,6 +95,18 @@ def kept(logits, min_p, temp):
     """vLLM's min-p kept set (temperature first), with TOL of slack on the logits."""
     return logits >= logits.max(-1, keepdim=True).values + temp * math.log(min_p) - TOL if min_p > 0 else \
         torch.isfinite(logits)
+
+
+def in_kept_set(logits, tokens, params):
+    """Whether each token is in vLLM's kept set of its row (temperature, min-p, then top-k and top-p over
+    what min-p kept), minp_kernels.reference.kept_mask of the transformers logits, with the chosen
+    token's logit raised by TOL (vLLM's CPU model and transformers differ in the last bits)."""
+    rows = torch.arange(len(tokens))
+    bumped = logits.clone()
+    bumped[rows, tokens] += TOL
+    mask = minp_kernels.reference.kept_mask(bumped, params.min_p, params.temperature, temperature_first=True,
+                                            top_k=params.top_k, top_p=params.top_p, top_p_after_min_p=True)
+    return mask[rows, tokens]
 
 
 @contextlib.contextmanager
@@ -141,13 +160,21 @@ def batch_params():
 
 
 def mixed_params():
-    """Greedy rows, top-k rows (vLLM's own path while they run: 2 steps) and min-p rows (6 steps)."""
+    """Greedy rows, top-k / top-p rows (with and without min-p, seeded and not) and min-p rows, 6 steps,
+    every one drawn by the plugin.  Row MIXED_SEEDED is also sampled alone."""
     return [SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True),
-            SamplingParams(top_k=5, temperature=1.0, max_tokens=2, seed=3, ignore_eos=True),
+            SamplingParams(top_k=5, temperature=1.0, max_tokens=6, seed=3, ignore_eos=True),
             SamplingParams(min_p=0.1, temperature=1.0, max_tokens=6, seed=4, ignore_eos=True),
-            SamplingParams(top_k=3, min_p=0.1, temperature=1.3, max_tokens=2, ignore_eos=True),
+            SamplingParams(top_k=3, min_p=0.1, temperature=1.3, max_tokens=6, ignore_eos=True),
+            SamplingParams(top_p=0.7, temperature=1.0, max_tokens=6, seed=7, ignore_eos=True),
+            SamplingParams(top_k=20, top_p=0.9, min_p=0.05, temperature=1.5, max_tokens=6, seed=11, ignore_eos=True),
             SamplingParams(temperature=0.0, max_tokens=6, ignore_eos=True),
-            SamplingParams(min_p=0.2, temperature=0.8, max_tokens=6, ignore_eos=True)]
+            SamplingParams(min_p=0.2, temperature=0.8, max_tokens=6, ignore_eos=True),
+            SamplingParams(top_p=0.5, top_k=V, temperature=0.7, max_tokens=6, ignore_eos=True)]
+
+
+def filter_params(count):
+    return [SamplingParams(**FILTER, max_tokens=1, seed=FILTER_SEED0 + i) for i in range(count)]
 
 
 def chi_params(count):
@@ -166,8 +193,12 @@ def on(hf_model):
         r["alone_stats"] = stats_of(llm)
         r["batch"], r["batch_out"] = generate(llm, PROMPTS, batch_params())
         r["batch_stats"] = stats_of(llm)
-        r["mixed"], _ = generate(llm, PROMPTS[:6], mixed_params())
+        r["mixed"], _ = generate(llm, MIXED_PROMPTS, mixed_params())
         r["mixed_stats"] = stats_of(llm)
+        r["mixed_alone"] = [generate(llm, [MIXED_PROMPTS[MIXED_SEEDED]], [mixed_params()[MIXED_SEEDED]])[0][0]
+                            for _ in range(2)]
+        r["filter"] = [t[0] for t in generate(llm, [CHI_PROMPT] * FILTER_N, filter_params(FILTER_N))[0]]
+        r["filter_stats"] = stats_of(llm)
         r["chi"] = [t[0] for t in generate(llm, [CHI_PROMPT] * CHI_N, chi_params(CHI_N))[0]]
         r["chi_stats"] = stats_of(llm)
     return r
@@ -248,23 +279,61 @@ def test_raw_logprobs_keep_vllm_meaning(on, hf_model):
         assert abs(entry[token].logprob - expected[step, token].item()) < 1e-3
 
 
-def test_mixed_batch_greedy_topk_minp(on, hf_model):
+def test_mixed_batch_greedy_topk_topp_minp(on, hf_model):
+    """Every step of a batch mixing greedy, top-k, top-p and min-p rows is drawn by the plugin, and every
+    token is in its row's kept set in vLLM's order (reference.kept_mask of the transformers logits)."""
     _, model = hf_model
-    mixed_stats = on["mixed_stats"]
-    assert mixed_stats["fallback"].get("top_k_top_p") == 2, mixed_stats  # the two steps with top-k rows
-    assert mixed_stats["handled_steps"] == 4, mixed_stats  # the rest: greedy and min-p rows only
-    for prompt, params, tokens in zip(PROMPTS[:6], mixed_params(), on["mixed"], strict=True):
+    mixed_stats, params = on["mixed_stats"], mixed_params()
+    steps = params[0].max_tokens
+    # The only steps not drawn here hold greedy rows alone (vLLM's argmax: the engine may start the batch
+    # before every request has arrived), so every sampled row of the batch was drawn by the plugin.
+    greedy_only = mixed_stats["fallback"].get("all_greedy", 0)
+    assert set(mixed_stats["fallback"]) <= {"all_greedy"}, mixed_stats
+    assert mixed_stats["handled_steps"] == mixed_stats["filter_steps"] >= steps, mixed_stats
+    greedy_rows = sum(p.temperature == 0 for p in params)
+    assert mixed_stats["handled_rows"] + greedy_only * greedy_rows >= steps * len(MIXED_PROMPTS), mixed_stats
+    for prompt, params, tokens in zip(MIXED_PROMPTS, mixed_params(), on["mixed"], strict=True):
         logits = teacher_forced(model, prompt, tokens)
         rows = torch.arange(len(tokens))
         assert len(tokens) == params.max_tokens
-        chosen = logits[rows, tokens]
         if params.temperature == 0:
-            assert (chosen >= logits.max(-1).values - TOL).all(), (prompt, tokens)
-            continue
-        if params.top_k > 0:
-            assert (chosen >= logits.topk(params.top_k, -1).values[:, -1] - TOL).all(), (prompt, params, tokens)
-        if params.min_p > 0:
-            assert kept(logits, params.min_p, params.temperature)[rows, tokens].all(), (prompt, params, tokens)
+            assert (logits[rows, tokens] >= logits.max(-1).values - TOL).all(), (prompt, tokens)
+        else:
+            assert in_kept_set(logits, tokens, params).all(), (prompt, params, tokens)
+        if params.top_k and params.top_k < V:  # never beyond the k-th largest logit
+            assert (logits[rows, tokens] >= logits.topk(params.top_k, -1).values[:, -1] - TOL).all()
+
+
+def test_seeded_top_k_top_p_request_reproducible_and_batch_invariant(on):
+    first, second = on["mixed_alone"]
+    assert len(first) == 6 and first == second
+    assert on["mixed"][MIXED_SEEDED] == first  # the same request inside the mixed batch of 9
+
+
+def test_top_k_top_p_first_token_is_the_documented_draw(on, hf_model):
+    """Seeded requests with min-p, top-k and top-p: the engine's first token is minp_kernels.sample on the
+    transformers logits with temperature_first=True, top_p_after_min_p=True (vLLM's order) and the row's
+    documented key, and it is in the kept set."""
+    _, model = hf_model
+    stats = on["filter_stats"]
+    # At least one row per request (more where the scheduler split the prompts: a partial prefill is sampled,
+    # its token thrown away and its generator rewound), every step with top-k / top-p, none on vLLM's path.
+    assert stats["handled_rows"] >= FILTER_N and not stats["fallback"], stats
+    assert stats["filter_steps"] == stats["handled_steps"] >= 1, stats
+    logits = next_logits(model, CHI_PROMPT)
+    seeds = torch.arange(FILTER_SEED0, FILTER_SEED0 + FILTER_N, dtype=torch.int64)
+    offsets = torch.cat([torch.randint(0, INT64_MAX, (1,), generator=torch.Generator().manual_seed(int(s)))
+                         for s in seeds])
+    expected = minp_kernels.sample(logits.expand(FILTER_N, V), FILTER["min_p"], FILTER["temperature"], seed=seeds,
+                                   offset=offsets, temperature_first=True, top_k=FILTER["top_k"],
+                                   top_p=FILTER["top_p"], top_p_after_min_p=True)
+    mismatches = int((expected != torch.tensor(on["filter"])).sum())
+    print(f"top-k / top-p: {mismatches} of {FILTER_N} first tokens differ from minp_kernels.sample on transformers' "
+          f"logits; {len(set(on['filter']))} distinct tokens")
+    assert mismatches <= FILTER_N // 100, mismatches
+    drawn = torch.tensor(sorted(set(on["filter"])))
+    assert drawn.shape[0] >= 3  # the filters leave a choice: the test has power
+    assert in_kept_set(logits.expand(drawn.shape[0], V), drawn, filter_params(1)[0]).all(), drawn
 
 
 def test_first_token_is_the_documented_draw(on, hf_model):

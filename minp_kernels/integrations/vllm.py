@@ -39,6 +39,18 @@ Only the draw inside ``sample`` changes, and only in a step this module covers:
   sample).
 * A row with no finite logit (minp_kernels' token ``-1``) is given token 0, what vLLM's own argmax
   returns for such a row, so no out-of-range id reaches the engine.
+* ``logprobs_mode="processed_logprobs"`` with log-probs requested: ``sample`` returns, besides the
+  tokens, the full ``[B, V]`` log-probs of the distribution it sampled (:func:`_processed_logprobs`:
+  :func:`minp_kernels.logprobs.log_prob_fields` in processed mode with ``temperature_first=True``,
+  ``top_p_after_min_p=True``: ``(x - m) / T - log Z_kept`` on the kept set, ``-inf`` elsewhere),
+  which is what vLLM's own ``sample`` returns in that mode; ``Sampler.forward`` then gathers its
+  ``LogprobsTensors`` from them as vLLM wrote it (``gather_logprobs``: the sampled token's log-prob,
+  the top ``N`` ids and log-probs, ``-inf`` past the kept set, and the rank = 1 + the tokens with a
+  larger log-prob; ``gather_specific_token_logprobs`` for given ids; the whole row for
+  ``logprobs=-1``).  One difference from vLLM: a greedy row inside a sampled batch gets the
+  distribution that was sampled, 0 at its token and ``-inf`` elsewhere, where vLLM reports the
+  min-p / top-k / top-p-truncated ``log_softmax`` at temperature 1.  (A batch that is all greedy
+  is vLLM's own path, as above.)  ``worker_stats``'s ``logprob_steps`` counts these steps.
 
 Seeds and offsets (the Philox key of each row)
 ----------------------------------------------
@@ -60,13 +72,18 @@ Seeds and offsets (the Philox key of each row)
   of the logits' device (``torch.randint`` on the device: no host sync) and offset 0.
 * Limits: a step that falls back (below) draws with vLLM's own noise, so a seeded request is
   batch-invariant only over the steps this module draws (in a batch where some request asks for
-  processed log-probs, that request's presence makes the step fall back).  The tokens differ from
+  log-probs under ``logprobs_mode="processed_logits"``, that request's presence makes the step fall
+  back).  The tokens differ from
   vLLM's own for the same seed (different noise); the distribution is the same.
 
 Fallback to vLLM's own ``sample`` for the whole step (never a wrong token)
 -------------------------------------------------------------------------
-* processed log-probs are asked for (``logprobs_mode`` ``processed_logits`` / ``processed_logprobs``
-  and log-probs requested in this step): they need the truncated logits;
+* log-probs are requested in this step under ``logprobs_mode="processed_logits"``: vLLM's meaning
+  there is its working logits tensor after its own in-place steps (divided by the temperature, with
+  greedy rows divided by 1, then ``-inf`` where min-p / top-k / top-p cut): scores, not a
+  distribution, so not what :func:`minp_kernels.logprobs.log_prob_fields` returns, and its greedy
+  rows' values are not those of the point mass that was sampled.  It could be rebuilt from the kept
+  set (``x / T`` where kept), but that is not done or tested here, so vLLM's own path answers it;
 * an argmax-invariant logits processor other than vLLM's built-in ``MinPLogitsProcessor`` is
   loaded (a custom one: it would have to run on the tempered logits);
 * ``use_fp64_gumbel`` (vLLM's float64-noise option), a device other than CPU / CUDA, logits that are
@@ -107,6 +124,7 @@ from collections import Counter
 import torch
 
 from minp_kernels._op import call_op, run_backend
+from minp_kernels.logprobs import log_prob_fields
 from minp_kernels.params import MAX_VOCAB, RowParams
 
 ENV_ENABLE = "MINP_KERNELS_VLLM"
@@ -137,6 +155,7 @@ class _State:
         self.handled_steps = 0
         self.handled_rows = 0
         self.filter_steps = 0  # handled steps with a top_k or top_p tensor
+        self.logprob_steps = 0  # handled steps that returned processed log-probs
         self.fallback = Counter()
         self.sampler_s = 0.0
         self.sampler_calls = 0
@@ -281,7 +300,7 @@ def install(sample: bool = True, timing: bool = False) -> None:
             Sampler.sample = functools.wraps(Sampler.sample)(_patched_sample)
             _state.installed = True
             _log().info("minp_kernels vLLM plugin: on; vLLM's Sampler draws its temperature / min-p / top-k / "
-                        "top-p rows with minp_kernels.sample (backend %s on %s, vLLM %s); steps with processed "
+                        "top-p rows with minp_kernels.sample (backend %s on %s, vLLM %s); steps with processed_logits "
                         "log-probs use vLLM's own path; %s=0 turns it off", _state.backend,
                         current_platform.device_type, _vllm_version(), ENV_ENABLE)
         if timing and not _state.timing:
@@ -299,8 +318,8 @@ def _fallback_reason(sampler, logits: torch.Tensor, md, logprobs_mode) -> str | 
         return "disabled_env"
     if md.all_greedy or md.temperature is None:
         return "all_greedy"
-    if logprobs_mode in _PROCESSED_LOGPROBS_MODES and (md.max_num_logprobs is not None or md.logprob_token_ids):
-        return "processed_logprobs"
+    if logprobs_mode == "processed_logits" and (md.max_num_logprobs is not None or md.logprob_token_ids):
+        return "processed_logits"
     if getattr(sampler, "use_fp64_gumbel", False):
         return "fp64_gumbel"
     # float32 [B, V] with unit column stride on the CPU or CUDA: what vLLM hands over, and what
@@ -359,9 +378,11 @@ def _one_row_values(min_p, temp, top_k, top_p) -> tuple:
             number(top_k, lambda v: v >= 0), number(top_p, lambda v: 0.0 < v <= 1.0))
 
 
-def _draw(logits: torch.Tensor, min_p, temp, seeds: torch.Tensor, offsets, top_k, top_p) -> torch.Tensor:
+def _draw(logits: torch.Tensor, min_p, temp, seeds: torch.Tensor, offsets, top_k,
+          top_p) -> tuple[torch.Tensor, RowParams | None]:
     """``minp_kernels.sample(logits, min_p, temp, seed=seeds, offset=offsets, temperature_first=True,
-    top_k=top_k, top_p=top_p, top_p_after_min_p=True)`` without the public API's argument checks.
+    top_k=top_k, top_p=top_p, top_p_after_min_p=True)`` without the public API's argument checks; also
+    returns the parameters (for :func:`_processed_logprobs`).
 
     :func:`_fallback_reason` has checked the shapes, dtypes and devices, and vLLM's values are in
     range (its ``SamplingParams`` checks them; :func:`_one_row_values` keeps only valid scalars), so
@@ -370,15 +391,28 @@ def _draw(logits: torch.Tensor, min_p, temp, seeds: torch.Tensor, offsets, top_k
     API makes it; each row has its own seed tensor, so ``seed_shared`` is False, as for a ``[B]`` seed.
     """
     if not logits.shape[0]:
-        return torch.empty(0, dtype=torch.int64, device=logits.device)
+        return torch.empty(0, dtype=torch.int64, device=logits.device), None
     if isinstance(top_k, int) and not 0 < top_k < logits.shape[1]:
         top_k = None
     if isinstance(top_p, float) and top_p >= 1.0:
         top_p = None
     params = RowParams(min_p, temp, seeds, offsets, False, top_k, top_p, True)
     if torch.compiler.is_compiling():  # the custom op, as the API would take it
-        return call_op(logits, params, True, False, _state.backend)[0]
-    return run_backend(_state.backend, logits, params, True, False)[0]
+        return call_op(logits, params, True, False, _state.backend)[0], params
+    return run_backend(_state.backend, logits, params, True, False)[0], params
+
+
+def _processed_logprobs(logits: torch.Tensor, params: RowParams, tokens: torch.Tensor) -> torch.Tensor:
+    """The full ``[B, V]`` processed log-probs of the draw just made: the log of the distribution
+    sampled (``log_prob_fields(..., mode="processed")`` with ``temperature_first=True``: temperature,
+    min-p, top-k, top-p; ``-inf`` outside the kept set; a greedy row: 0 at its token, ``-inf``
+    elsewhere), as vLLM's ``sample`` returns them in ``processed_logprobs`` mode, so that vLLM's
+    ``Sampler.forward`` gathers its ``LogprobsTensors`` (top-N, sampled token, ranks, given ids, or the
+    whole row for ``logprobs=-1``) from them exactly as from its own."""
+    batch, vocab = logits.shape
+    every_id = torch.arange(vocab, device=logits.device).expand(batch, vocab)
+    fields = log_prob_fields(logits, params, True, tokens, 0, every_id, "processed")
+    return fields.token_logprobs
 
 
 def _patched_sample(self, logits: torch.Tensor, sampling_metadata, logprobs_mode_override=None):
@@ -407,13 +441,17 @@ def _patched_sample(self, logits: torch.Tensor, sampling_metadata, logprobs_mode
     if batch == 1 and logits.is_cpu:
         min_p, temp, top_k, top_p = _one_row_values(min_p, temp, top_k, top_p)
     seeds, offsets = _row_keys(md.generators, batch, logits.device)
-    tokens = _draw(logits, min_p, temp, seeds, offsets, top_k, top_p)
+    tokens, params = _draw(logits, min_p, temp, seeds, offsets, top_k, top_p)
+    processed = None
+    if logprobs_mode == "processed_logprobs" and (md.max_num_logprobs is not None or md.logprob_token_ids):
+        processed = _processed_logprobs(logits, params, tokens)  # before the clamp: such a row's are NaN
+        _state.logprob_steps += 1
     tokens.clamp_(min=0)  # a row with no finite logit: token 0, as vLLM's argmax gives
     _state.handled_steps += 1
     _state.handled_rows += batch
     if top_k is not None or top_p is not None:
         _state.filter_steps += 1
-    return tokens, None
+    return tokens, processed
 
 
 # --------------------------------------------------------------------------------- timing and run-time RPC
@@ -465,7 +503,7 @@ def worker_stats(worker, reset: bool = False) -> dict:
     stats = {"installed": _state.installed, "enabled": _state.enabled, "env_enabled": _env_enabled(),
              "backend": _state.backend,
              "timing": _state.timing, "handled_steps": _state.handled_steps, "handled_rows": _state.handled_rows,
-             "filter_steps": _state.filter_steps,
+             "filter_steps": _state.filter_steps, "logprob_steps": _state.logprob_steps,
              "fallback": dict(_state.fallback), "sampler_s": _state.sampler_s, "sampler_calls": _state.sampler_calls,
              "step_s": _state.step_s, "step_calls": _state.step_calls, "pid": os.getpid()}
     if reset:

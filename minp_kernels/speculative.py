@@ -22,7 +22,7 @@ import numbers
 
 import torch
 
-from ._validation import _describe, validate_flag, validate_logits, validate_params
+from ._validation import _describe, check_values_strict, validate_flag, validate_logits, validate_params
 from .api import Backend, sample
 from .params import MAX_VOCAB, RowParams
 from .philox import gumbel_from_words, token_list_words, uniform_from_words
@@ -140,8 +140,8 @@ def verify(target_logits: torch.Tensor, draft_token_ids: torch.Tensor, p_base: f
         row_params.seed = torch.randint(-(2**63), 2**63 - 1, (1,), device=device, dtype=torch.int64)
         row_params.seed_shared = True
     seeds, offsets, streams = row_noise_keys(row_params, batch, device)
-    if strict:
-        sample(flat[:batch], row_params.p_base, row_params.temp, seed=0, strict=True, top_k=top_k, top_p=top_p)
+    if validate_flag("strict", strict):  # the parameters, and a finite logit at the first position of each row
+        check_values_strict(target_logits[:, 0], row_params)
 
     # Per flattened row (b, j): the kept set's threshold and normaliser, the draft's probability.
     expanded = RowParams(*(_expand(v, batch, positions) for v in (row_params.p_base, row_params.temp)), 0, 0, True,

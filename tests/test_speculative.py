@@ -120,3 +120,13 @@ def test_errors():
             ((logits, drafts), dict(num_draft_tokens=4), ValueError, r"num_draft_tokens: expected an int in \[0, 3\]")):
         with pytest.raises(error, match=message):
             verify(*args, 0.1, 1.0, **kwargs)
+
+
+def test_strict_names_the_invalid_rows():
+    targets = torch.randn(3, K + 1, V)
+    drafts = torch.zeros(3, K, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"p_base: expected values \[0, 1.0\], got \[nan\] at rows \[1\]"):
+        verify(targets, drafts, torch.tensor([0.1, float("nan"), 0.1]), 1.0, seed=1, strict=True)
+    targets[2, 0] = float("-inf")
+    with pytest.raises(ValueError, match=r"logits: expected at least one finite logit per row, got none in rows \[2\]"):
+        verify(targets, drafts, 0.1, 1.0, seed=1, strict=True)

@@ -16,7 +16,7 @@ import torch
 
 from .kernels import SHARD_RECORD_WORDS, SPLIT_RECORD_WORDS, minp_sample_kernel, minp_shard_kernel
 from .params import RowParams
-from .rows import has_filters, params_constants, row_threshold, sanitize_logits
+from .rows import float_rows, has_filters, params_constants, row_threshold
 
 try:  # Triton >= 3.0; decided when the kernels are decorated.
     from triton.runtime.interpreter import InterpretedFunction
@@ -304,9 +304,9 @@ def filter_floor(logits_2d, params: RowParams, temperature_first):
     candidates on CUDA): the kernel then draws exactly the torch backend's token.  Folding this
     selection into the kernel's own pass is the next step (``benchmarks/NOTES.md``).
     """
-    x = sanitize_logits(logits_2d)
+    x, row_max = float_rows(logits_2d)
     inv_temp, delta, greedy = params_constants(params, x.shape[0], x.device, temperature_first)
-    threshold = row_threshold(x, x.amax(dim=1), delta, inv_temp, greedy, params, temperature_first)
+    threshold = row_threshold(x, row_max, delta, inv_temp, greedy, params, temperature_first)
     return threshold.nan_to_num(nan=float("inf")).contiguous()
 
 
